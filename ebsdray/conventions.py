@@ -1,0 +1,44 @@
+"""Conventions of the whole package, written down once.
+
+Material: alpha-Ti, hexagonal, Laue group 6/mmm, proper point group 622 (12 rotations).
+
+Orientations
+    Bunge Euler angles (ZXZ, radians), passive: the orientation matrix ``g`` maps sample-frame vectors
+    to crystal-frame vectors (``v_crystal = g @ v_sample``). Unit quaternions are scalar-first
+    ``(q0, q1, q2, q3)`` with the Hamilton product and ``q0 >= 0`` (orix / EMsoftOO convention;
+    DAMASK's quaternions are the conjugates of these: never mix libraries). Crystal symmetry acts on
+    the left: ``s * q`` is the same orientation as ``q`` for every operator ``s`` of 622.
+
+Sample frame of a volume ``(D, H, W)``
+    x along W (columns), y along H (rows), z along D (the section normal, pointing to increasing D).
+    A 2-D section is an image ``(H, W)`` seen in that frame.
+
+Tensor layout
+    Images ``(B, C, H, W)`` float32 with channels ``[ebsd(3) | pl(C_PL)]`` for the multimodal model.
+    Volumes ``(D, H, W, ...)``, section index first. Unindexed EBSD pixels: grain id 0 and
+    ``valid = False``.
+
+Seeds
+    Every random function takes a seed or a generator. Posterior sample ``k`` of section ``d`` draws
+    from ``numpy.random.SeedSequence([base_seed, d, k])`` so results do not depend on how work was
+    split across Ray replicas.
+"""
+
+from __future__ import annotations
+
+import math
+
+# --- PL forward model (Ti alpha at 750 nm, EMsoftOO CPLM template defaults) -----------------------
+EPS_ORDINARY: complex = 6.676 + 34.954j
+EPS_EXTRAORDINARY: complex = -20.377 + 30.405j
+ANALYZER_UNCROSSING_DEG: float = 1.0
+DEFAULT_STAGE_ANGLES: int = 36  # stage rotations over 360 degrees
+
+# --- Cubochoric space (Rosca, Morawiec & De Graef 2014) ------------------------------------------
+CUBE_SEMI_EDGE: float = math.pi ** (2.0 / 3.0) / 2.0  # a; the cube [-a, a]^3 has volume pi^2
+# Extent of the 622 fundamental zone in cubochoric coordinates (measured on 1e6 samples):
+# the EBSD channels divide by these so the zone fills [-1, 1] on every axis.
+FZ_CUBOCHORIC_EXTENT: tuple[float, float, float] = (0.631, 0.631, 0.343)
+
+# --- Channels ------------------------------------------------------------------------------------
+EBSD_CHANNELS: int = 3

@@ -1,0 +1,64 @@
+"""The volume object shared by the generator, the readers, the zarr store and the samplers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class Volume:
+    """A serial-sectioning volume (or a single map, D = 1) of alpha-Ti orientations.
+
+    Attributes
+    ----------
+    grain_ids : (D, H, W) int32
+        Grain label per voxel; 0 = unindexed / not assigned.
+    quaternions : (D, H, W, 4) float32 or float64
+        Unit quaternions (scalar first, q0 >= 0, passive; see :mod:`ebsdray.conventions`).
+    valid : (D, H, W) bool
+        EBSD validity (False where unindexed).
+    attrs : dict
+        JSON-serializable provenance (generator config, source file, pixel size, ...).
+    """
+
+    grain_ids: np.ndarray
+    quaternions: np.ndarray
+    valid: np.ndarray | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.grain_ids = np.asarray(self.grain_ids, dtype=np.int32)
+        self.quaternions = np.asarray(self.quaternions)
+        if self.grain_ids.ndim != 3:
+            raise ValueError(
+                f"grain_ids must be (D, H, W); got shape {self.grain_ids.shape}. "
+                "Add a leading axis of length 1 for a single map."
+            )
+        if self.quaternions.shape != (*self.grain_ids.shape, 4):
+            raise ValueError(
+                f"quaternions must be (D, H, W, 4) = {(*self.grain_ids.shape, 4)}; "
+                f"got {self.quaternions.shape}"
+            )
+        if not np.issubdtype(self.quaternions.dtype, np.floating):
+            raise ValueError(f"quaternions must be floating point; got {self.quaternions.dtype}")
+        if self.valid is None:
+            self.valid = self.grain_ids > 0
+        self.valid = np.asarray(self.valid, dtype=bool)
+        if self.valid.shape != self.grain_ids.shape:
+            raise ValueError(f"valid must be {self.grain_ids.shape}; got {self.valid.shape}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(D, H, W)."""
+        return tuple(self.grain_ids.shape)  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return self.grain_ids.shape[0]
+
+    def section(self, index: int) -> Volume:
+        """Section ``index`` as a volume with D = 1."""
+        sl = slice(index, index + 1)
+        return Volume(self.grain_ids[sl], self.quaternions[sl], self.valid[sl], dict(self.attrs))

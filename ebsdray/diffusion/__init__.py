@@ -1,0 +1,1 @@
+"""ebsdray.diffusion"""
