@@ -14,7 +14,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def _to_torch(x: Any) -> Any:
     if isinstance(x, np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(x))
+        # (np.ascontiguousarray would turn a 0-d array into shape (1,))
+        return torch.from_numpy(x if x.flags.c_contiguous else x.copy())
     return x
 
 

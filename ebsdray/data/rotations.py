@@ -50,7 +50,7 @@ def quaternion_multiply(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 @numpy_or_torch
 def euler_to_quaternion(euler: torch.Tensor) -> torch.Tensor:
-    """Bunge Euler angles (phi1, Phi, phi2) in radians, (..., 3) -> quaternions (..., 4), q0 >= 0."""
+    """Bunge Euler angles (phi1, Phi, phi2) in radians (..., 3) -> quaternions (..., 4), q0 >= 0."""
     e = as_float_tensor(euler)
     phi1, Phi, phi2 = e.unbind(-1)
     sigma, delta = 0.5 * (phi1 + phi2), 0.5 * (phi1 - phi2)
@@ -99,14 +99,42 @@ def matrix_to_quaternion(g: torch.Tensor) -> torch.Tensor:
     )
     cands = torch.stack(
         [
-            torch.stack([t[..., 0], m[..., 2, 1] - m[..., 1, 2], m[..., 0, 2] - m[..., 2, 0],
-                         m[..., 1, 0] - m[..., 0, 1]], dim=-1),
-            torch.stack([m[..., 2, 1] - m[..., 1, 2], t[..., 1], m[..., 1, 0] + m[..., 0, 1],
-                         m[..., 0, 2] + m[..., 2, 0]], dim=-1),
-            torch.stack([m[..., 0, 2] - m[..., 2, 0], m[..., 1, 0] + m[..., 0, 1], t[..., 2],
-                         m[..., 2, 1] + m[..., 1, 2]], dim=-1),
-            torch.stack([m[..., 1, 0] - m[..., 0, 1], m[..., 0, 2] + m[..., 2, 0],
-                         m[..., 2, 1] + m[..., 1, 2], t[..., 3]], dim=-1),
+            torch.stack(
+                [
+                    t[..., 0],
+                    m[..., 2, 1] - m[..., 1, 2],
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 1, 0] - m[..., 0, 1],
+                ],
+                dim=-1,
+            ),
+            torch.stack(
+                [
+                    m[..., 2, 1] - m[..., 1, 2],
+                    t[..., 1],
+                    m[..., 1, 0] + m[..., 0, 1],
+                    m[..., 0, 2] + m[..., 2, 0],
+                ],
+                dim=-1,
+            ),
+            torch.stack(
+                [
+                    m[..., 0, 2] - m[..., 2, 0],
+                    m[..., 1, 0] + m[..., 0, 1],
+                    t[..., 2],
+                    m[..., 2, 1] + m[..., 1, 2],
+                ],
+                dim=-1,
+            ),
+            torch.stack(
+                [
+                    m[..., 1, 0] - m[..., 0, 1],
+                    m[..., 0, 2] + m[..., 2, 0],
+                    m[..., 2, 1] + m[..., 1, 2],
+                    t[..., 3],
+                ],
+                dim=-1,
+            ),
         ],
         dim=-2,
     )  # (..., 4 branches, 4)
@@ -124,29 +152,37 @@ def quaternion_to_euler(q: torch.Tensor) -> torch.Tensor:
     q12 = q1 * q1 + q2 * q2
     chi = torch.sqrt(q03 * q12)
     two_pi = 2 * torch.pi
-    # General case: Phi in (0, pi).
-    phi1 = torch.atan2((-q0 * q2 + q1 * q3) / chi.clamp_min(1e-300), (-q0 * q1 - q2 * q3) / chi.clamp_min(1e-300))
+    # General case: Phi in (0, pi). atan2 needs no division by chi (both arguments carry it).
+    phi1 = torch.atan2(-q0 * q2 + q1 * q3, -q0 * q1 - q2 * q3)
     Phi = torch.atan2(2 * chi, q03 - q12)
-    phi2 = torch.atan2((q0 * q2 + q1 * q3) / chi.clamp_min(1e-300), (-q0 * q1 + q2 * q3) / chi.clamp_min(1e-300))
-    eps = 1e-12 if q.dtype == torch.float64 else 1e-6
+    phi2 = torch.atan2(q0 * q2 + q1 * q3, -q0 * q1 + q2 * q3)
     # Degenerate cases: Phi = 0 (only phi1 + phi2 defined) or Phi = pi (only phi1 - phi2 defined).
+    # The general formulas stay exact down to tiny q12 / q03; snapping below eps^2 / 4 moves q by at
+    # most eps / 2. (The former threshold, 1e-12 / 1e-6, lost up to 5e-7 / 5e-4 of q near
+    # Phi = 0 and pi.)
+    eps = torch.finfo(q.dtype).eps ** 2 / 4
     at_zero = q12 < eps
     at_pi = q03 < eps
     phi1 = torch.where(at_zero, torch.atan2(-2 * q0 * q3, q0 * q0 - q3 * q3), phi1)
     phi1 = torch.where(at_pi, torch.atan2(2 * q1 * q2, q1 * q1 - q2 * q2), phi1)
-    Phi = torch.where(at_zero, torch.zeros_like(Phi), torch.where(at_pi, torch.full_like(Phi, torch.pi), Phi))
+    Phi = torch.where(
+        at_zero, torch.zeros_like(Phi), torch.where(at_pi, torch.full_like(Phi, torch.pi), Phi)
+    )
     phi2 = torch.where(at_zero | at_pi, torch.zeros_like(phi2), phi2)
     return torch.stack([torch.remainder(phi1, two_pi), Phi, torch.remainder(phi2, two_pi)], dim=-1)
 
 
 @numpy_or_torch
 def axis_angle_to_quaternion(axis: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    """Quaternion of a rotation by ``angle`` (radians, (...)) about ``axis`` ((..., 3), any norm)."""
+    """Quaternion of a rotation by ``angle`` (radians, (...)) about ``axis`` ((..., 3), any norm),
+    broadcast against each other."""
     axis = as_float_tensor(axis)
     angle = torch.as_tensor(angle, dtype=axis.dtype)
     n = axis / torch.linalg.vector_norm(axis, dim=-1, keepdim=True)
     half = 0.5 * angle[..., None]
-    return standardize(torch.cat([torch.cos(half), torch.sin(half) * n], dim=-1))
+    vec = torch.sin(half) * n
+    # Broadcast angle (...) against axis (..., 3), e.g. one angle for many axes.
+    return standardize(torch.cat([torch.cos(half).expand(*vec.shape[:-1], 1), vec], dim=-1))
 
 
 @numpy_or_torch

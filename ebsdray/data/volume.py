@@ -22,12 +22,16 @@ class Volume:
         EBSD validity (False where unindexed).
     attrs : dict
         JSON-serializable provenance (generator config, source file, pixel size, ...).
+    grain_quaternions : (G + 1, 4) float, optional
+        Nominal orientation of each grain id (row 0, for id 0, is unused), when known: per-grain
+        work (PL, EBSD channels) is then G evaluations instead of D * H * W.
     """
 
     grain_ids: np.ndarray
     quaternions: np.ndarray
     valid: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    grain_quaternions: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.grain_ids = np.asarray(self.grain_ids, dtype=np.int32)
@@ -49,6 +53,13 @@ class Volume:
         self.valid = np.asarray(self.valid, dtype=bool)
         if self.valid.shape != self.grain_ids.shape:
             raise ValueError(f"valid must be {self.grain_ids.shape}; got {self.valid.shape}")
+        if self.grain_quaternions is not None:
+            self.grain_quaternions = np.asarray(self.grain_quaternions)
+            gq = self.grain_quaternions
+            if gq.ndim != 2 or gq.shape[1] != 4 or gq.shape[0] <= self.grain_ids.max(initial=0):
+                raise ValueError(
+                    f"grain_quaternions must be (G + 1, 4) covering every grain id; got {gq.shape}"
+                )
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -58,7 +69,26 @@ class Volume:
     def __len__(self) -> int:
         return self.grain_ids.shape[0]
 
+    def uniform_grain_quaternions(self, tolerance: float = 1e-6) -> np.ndarray | None:
+        """(G + 1, 4) float64 orientation per grain id if every grain is uniform, else None.
+
+        Per-grain work (channels, PL) then costs G evaluations instead of D * H * W.
+        """
+        ids = self.grain_ids.ravel()
+        quats = self.quaternions.reshape(-1, 4).astype(np.float64)
+        table = np.zeros((int(ids.max(initial=0)) + 1, 4))
+        table[ids] = quats  # one voxel's value per grain (numpy keeps the last); checked below
+        if np.abs(table[ids] - quats).max(initial=0.0) > tolerance:
+            return None
+        return table
+
     def section(self, index: int) -> Volume:
         """Section ``index`` as a volume with D = 1."""
         sl = slice(index, index + 1)
-        return Volume(self.grain_ids[sl], self.quaternions[sl], self.valid[sl], dict(self.attrs))
+        return Volume(
+            self.grain_ids[sl],
+            self.quaternions[sl],
+            self.valid[sl],
+            dict(self.attrs),
+            grain_quaternions=self.grain_quaternions,
+        )
