@@ -1,0 +1,35 @@
+"""ebsdray: multimodal diffusion posterior sampling of EBSD + polarized-light sections, on Ray.
+
+Public names (later layers and users rely on them)::
+
+    synthetic_volume, Volume, pl_intensities, stage_angles,
+    disorientation_deg, to_cubochoric, from_cubochoric, reduce_to_fundamental_zone,
+    write_volume, read_volume, open_volume, read_ebsd_map, example_ebsd_map_path, ChannelCodec
+"""
+
+from ebsdray.data.codec import ChannelCodec
+from ebsdray.data.cubochoric import from_cubochoric, to_cubochoric
+from ebsdray.data.microstructure import synthetic_volume
+from ebsdray.data.pl import pl_intensities, stage_angles
+from ebsdray.data.symmetry import disorientation_deg, reduce_to_fundamental_zone
+from ebsdray.data.volume import Volume
+from ebsdray.io import example_ebsd_map_path, open_volume, read_ebsd_map, read_volume, write_volume
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChannelCodec",
+    "Volume",
+    "disorientation_deg",
+    "example_ebsd_map_path",
+    "from_cubochoric",
+    "open_volume",
+    "pl_intensities",
+    "read_ebsd_map",
+    "read_volume",
+    "reduce_to_fundamental_zone",
+    "stage_angles",
+    "synthetic_volume",
+    "to_cubochoric",
+    "write_volume",
+]
