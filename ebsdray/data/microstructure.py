@@ -188,10 +188,13 @@ def synthetic_volume(
     stretch : grain elongation factors along (D, H, W); normalized to unit product, so
         ``(1, 1, 3)`` gives grains 3x longer along W than along D and H at the same volume.
     tilt_deg : rotation of the elongation axes about the H axis (W turns towards +D).
-    texture : a texture config for :func:`ebsdray.data.texture.sample_orientations`.
+    texture : a texture config for :func:`ebsdray.data.texture.sample_orientations`; spatially
+        correlated kinds see each grain at its seed point.
     periodic : periodic boundaries (grains wrap around); otherwise the box is cut from a larger
         tessellation, so boundary grains are truncated as in a real section.
-    intragranular_spread_deg : rms of smooth orientation gradients inside grains (0 = none).
+    intragranular_spread_deg : smooth orientation gradients inside grains (0 = none): rms of each
+        component of the rotation vector in degrees (the rotation angle's rms is sqrt(3) times
+        this), correlated over ~grain_size / 4; ``grain_quaternions`` keep the nominal values.
     dtype : float dtype of the per-voxel quaternions.
 
     Returns
