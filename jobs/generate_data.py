@@ -19,7 +19,7 @@ def main(cfg: DictConfig) -> None:
     manifest = generate_dataset(data_cfg, plain["output_dir"], overwrite=plain["overwrite"])
     n = {s: len(p) for s, p in manifest["stores"].items()}
     print(f"dataset: {plain['output_dir']}  volumes per split: {n}")
-    print(f"quick-look figure: {manifest['quicklook']}")
+    print(f"quick-look figure: {plain['output_dir']}/{manifest['quicklook']}")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Layout of a dataset directory::
 
     <data_dir>/
-      manifest.json         the generation config, the codec, and every store, by split
+      manifest.json         the generation config, the codec, and every store (relative), by split
       train/<name>.zarr     ebsdray volume stores (see ebsdray.io.volume_store), with
       val/<name>.zarr         channels/ebsd (D, 3, H, W) and channels/pl (D, C_PL, H, W)
       test/<name>.zarr        of the sections along D, and the codec in their attributes
@@ -129,19 +129,20 @@ def generate_dataset(
             attrs={"codec": codec.to_dict(), "split": split, "name": name},
             overwrite=overwrite,
         )
-        stores[split].append(str(path))
+        stores[split].append(str(path.relative_to(data_dir)))  # the directory stays movable
     manifest = {
         "config": config,
         "codec": codec.to_dict(),
         "stores": stores,
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    manifest["quicklook"] = str(write_quicklook(manifest, data_dir / "quicklook.png"))
+    manifest["quicklook"] = "quicklook.png"
+    write_quicklook(manifest, data_dir)
     manifest_path.write_text(json.dumps(manifest, indent=1))
     return manifest
 
 
-def write_quicklook(manifest: Mapping[str, Any], path: Path) -> Path:
+def write_quicklook(manifest: Mapping[str, Any], data_dir: Path) -> Path:
     """The quick-look figure: the middle section of the first volume of each split."""
     from ebsdray.figures import quicklook
 
@@ -150,7 +151,7 @@ def write_quicklook(manifest: Mapping[str, Any], path: Path) -> Path:
     for split, paths in manifest["stores"].items():
         if not paths:
             continue
-        store = open_volume(paths[0])
+        store = open_volume(data_dir / paths[0])
         i = len(store) // 2
         section = store.section(i)
         q = section.quaternions[0].astype(np.float64)
@@ -164,11 +165,14 @@ def write_quicklook(manifest: Mapping[str, Any], path: Path) -> Path:
                 "stage_angles_deg": codec.stage_angles_deg,
             }
         )
-    return quicklook(rows, path)
+    return quicklook(rows, data_dir / manifest["quicklook"])
 
 
-def load_split(data_dir: str | Path, split: str) -> tuple[list[Volume], ChannelCodec]:
-    """All volumes of one split (in memory) and the dataset's codec."""
+def read_manifest(data_dir: str | Path, splits: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The manifest of a generated dataset, checking that it has volumes in ``splits``.
+
+    Cheap (one small JSON file): jobs call it before any compute to fail fast.
+    """
     data_dir = Path(data_dir).expanduser().resolve()
     manifest_path = data_dir / MANIFEST
     if not manifest_path.exists():
@@ -177,7 +181,15 @@ def load_split(data_dir: str | Path, split: str) -> tuple[list[Volume], ChannelC
             "first or point data_dir at a generated dataset"
         )
     manifest = json.loads(manifest_path.read_text())
-    if split not in manifest["stores"] or not manifest["stores"][split]:
-        raise ValueError(f"the dataset at {data_dir} has no {split!r} volumes")
-    volumes = [open_volume(p).read() for p in manifest["stores"][split]]
+    for split in splits:
+        if not manifest["stores"].get(split):
+            raise ValueError(f"the dataset at {data_dir} has no {split!r} volumes")
+    return manifest
+
+
+def load_split(data_dir: str | Path, split: str) -> tuple[list[Volume], ChannelCodec]:
+    """All volumes of one split (in memory) and the dataset's codec."""
+    data_dir = Path(data_dir).expanduser().resolve()
+    manifest = read_manifest(data_dir, (split,))
+    volumes = [open_volume(data_dir / p).read() for p in manifest["stores"][split]]
     return volumes, ChannelCodec.from_dict(manifest["codec"])

@@ -47,6 +47,7 @@ def test_job_writes_splits_codec_and_figure(generated):
     assert {s: len(p) for s, p in manifest["stores"].items()} == {"train": 2, "val": 1, "test": 1}
     assert (data / "quicklook.png").stat().st_size > 10_000
     assert str(data / "quicklook.png") in out.stdout
+    assert manifest["stores"]["train"] == ["train/a.zarr", "train/b.zarr"]
     # Hydra's run dir goes under the absolute root, not the cwd.
     assert (home / "hydra" / "generate_data").is_dir()
     assert not (home / "outputs").exists()
