@@ -65,3 +65,41 @@ def quicklook(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def samples_figure(samples: np.ndarray, codec, variant: str, stage_angle_index: int = 4):
+    """Generated samples side by side: EBSD as RGB and PL (decoded) at one stage angle.
+
+    Parameters
+    ----------
+    samples : (B, C, H, W) network channels of ``variant`` ("multimodal", "ebsd" or "pl").
+    codec : the :class:`~ebsdray.data.codec.ChannelCodec` of the model.
+
+    Returns
+    -------
+    matplotlib Figure (caller saves or logs it, then closes it).
+    """
+    has_ebsd = variant in ("multimodal", "ebsd")
+    has_pl = variant in ("multimodal", "pl")
+    pl_start = 3 if variant == "multimodal" else 0
+    rows = int(has_ebsd) + int(has_pl)
+    n = samples.shape[0]
+    fig, axes = plt.subplots(rows, n, figsize=(1.6 * n, 1.7 * rows), squeeze=False)
+    for i in range(n):
+        r = 0
+        if has_ebsd:
+            axes[r, i].imshow(ebsd_rgb(samples[i, :3]), interpolation="nearest")
+            r += 1
+        if has_pl:
+            pl = codec.decode_pl(np.moveaxis(samples[i, pl_start:], 0, -1))[..., stage_angle_index]
+            axes[r, i].imshow(pl, cmap="gray", vmin=0, vmax=2.2e-3)
+    if has_ebsd:
+        axes[0, 0].set_ylabel("EBSD", fontsize=8)
+    if has_pl:
+        angle = codec.stage_angles_deg[stage_angle_index]
+        axes[rows - 1, 0].set_ylabel(f"PL {angle:.0f}°", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig

@@ -1,1 +1,56 @@
-"""ebsdray.tracking"""
+"""MLflow helpers, used from the driver or rank 0 only.
+
+The tracking URI is always absolute: MLflow's default (``sqlite:///mlflow.db`` relative to the cwd)
+would scatter stores across throwaway Ray working dirs. ``MLFLOW_TRACKING_URI`` from the
+environment wins over the configured default.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+
+
+def resolve_tracking_uri(default: str) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``default`` with a sqlite path made absolute."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or default
+    prefix = "sqlite:///"
+    if uri.startswith(prefix):
+        path = Path(uri[len(prefix) :]).expanduser()
+        if not path.is_absolute():
+            path = path.resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        uri = prefix + str(path)
+    return uri
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested config -> flat ``a.b.c`` keys with string values (MLflow params are strings)."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = str(value)[:6000]
+    return out
+
+
+def start_run(
+    tracking_uri: str,
+    experiment: str,
+    run_name: str,
+    run_id: str | None = None,
+    parent_run_id: str | None = None,
+) -> mlflow.ActiveRun:
+    """Start (or resume, with ``run_id``) a run in an absolute store; nested under a parent."""
+    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    if run_id is not None:
+        return mlflow.start_run(run_id=run_id)
+    mlflow.set_experiment(experiment)
+    tags = {"mlflow.parentRunId": parent_run_id} if parent_run_id else None
+    return mlflow.start_run(run_name=run_name, tags=tags)

@@ -1,0 +1,75 @@
+"""Model checkpoints: weights, EMA weights, architecture, channel codec and a format version.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so it loads with
+``torch.load(path, weights_only=True)`` (no pickled code runs). Keys::
+
+    format            "ebsdray-checkpoint"
+    format_version    1
+    variant           "multimodal" | "ebsd" | "pl"
+    model_config      UNetConfig.to_dict()
+    codec             ChannelCodec.to_dict() (the network's channels mean nothing without it)
+    schedule          {"num_timesteps", "beta_start", "beta_end"}
+    window            training window edge in pixels
+    weights           state_dict of the trained network
+    ema_weights       state_dict of the EMA network (what samplers use)
+    train_state       optional: step, optimizer, EMA bookkeeping, best validation loss, config
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT_NAME = "ebsdray-checkpoint"
+FORMAT_VERSION = 1
+REQUIRED = ("variant", "model_config", "codec", "schedule", "window", "ema_weights")
+
+
+def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Write ``checkpoint`` atomically (temporary file + rename), so a crash never leaves a
+    truncated checkpoint under ``path``. Returns the absolute path."""
+    missing = [k for k in REQUIRED if k not in checkpoint]
+    if missing:
+        raise ValueError(f"checkpoint lacks {missing}")
+    path = Path(path).expanduser().resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
+    torch.save({"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **checkpoint}, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> dict[str, Any]:
+    """Load and check a checkpoint written by :func:`save_checkpoint`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        The file is not an ebsdray checkpoint, or of another format version.
+    """
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no checkpoint at {path}; train one with `python jobs/train.py` or use a shipped "
+            "model name: multimodal, ebsd, pl"
+        )
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises several types for foreign/corrupt files
+        raise ValueError(f"{path} is not a readable ebsdray checkpoint: {err}") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT_NAME:
+        raise ValueError(f"{path} is not an ebsdray checkpoint (no format {FORMAT_NAME!r})")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has checkpoint format version {ckpt.get('format_version')}; this ebsdray "
+            f"reads version {FORMAT_VERSION}. Use a matching ebsdray release or retrain."
+        )
+    missing = [k for k in REQUIRED if k not in ckpt]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}; it is incomplete")
+    return ckpt

@@ -1,0 +1,80 @@
+"""Training configuration: a plain dataclass (Hydra composes it; Ray workers get it as a dict)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from ebsdray.model.unet import VARIANTS
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run needs.
+
+    Attributes
+    ----------
+    name : run name; a run with the same name and ``run_dir`` resumes from its last checkpoint.
+    variant : "multimodal" | "ebsd" | "pl".
+    data_dir : absolute path of a dataset written by ``jobs/generate_data.py``.
+    run_dir : absolute directory for ``last.pt`` and ``best.pt`` (shared storage on multi-node).
+    model_size : architecture preset ("small" or "paper"); ``architecture`` overrides its fields.
+    window : training window edge (pixels); must be a multiple of the network's downsampling.
+    batch_size : windows per worker per step.
+    steps : total optimizer steps.
+    lr, warmup_steps, weight_decay, grad_clip : AdamW with linear warm-up, then constant.
+    ema_decay : EMA of the weights (samplers use the EMA weights).
+    bf16 : bf16 autocast for the network (about 1.5x faster on AVX-512-bf16 CPUs).
+    val_interval : steps between validations (loss on a fixed held-out set, checkpoint, figure).
+    val_windows : windows in the fixed validation set.
+    sample_count, sample_steps : unconditional samples drawn for the figure at each validation.
+    log_interval : steps between training-loss logs.
+    seed : base seed (initialisation, data order, noise).
+    threads : torch intra-op threads per worker (0 = torch's default).
+    tracking_uri, experiment : MLflow store (absolute) and experiment; empty URI = no MLflow.
+    """
+
+    name: str
+    variant: str
+    data_dir: str
+    run_dir: str
+    model_size: str = "small"
+    architecture: dict[str, Any] = field(default_factory=dict)
+    window: int = 32
+    batch_size: int = 32
+    steps: int = 20_000
+    lr: float = 3e-4
+    warmup_steps: int = 500
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    bf16: bool = True
+    val_interval: int = 1000
+    val_windows: int = 256
+    sample_count: int = 8
+    sample_steps: int = 50
+    log_interval: int = 50
+    seed: int = 0
+    threads: int = 0
+    tracking_uri: str = ""
+    experiment: str = "ebsdray-train"
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown model variant {self.variant!r}; choose one of {VARIANTS}")
+        for name in ("window", "batch_size", "steps", "val_interval", "val_windows"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(
+                f"unknown training config keys {sorted(unknown)}; known: {sorted(known)}"
+            )
+        return cls(**d)
