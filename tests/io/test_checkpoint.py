@@ -27,7 +27,7 @@ def test_round_trip_loads_with_weights_only(tmp_path):
 
 
 def test_missing_file_names_what_to_do(tmp_path):
-    with pytest.raises(FileNotFoundError, match="jobs/train.py"):
+    with pytest.raises(FileNotFoundError, match=r"jobs/train\.py"):
         load_checkpoint(tmp_path / "nope.pt")
 
 
