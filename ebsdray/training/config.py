@@ -42,7 +42,7 @@ class TrainConfig:
     architecture: dict[str, Any] = field(default_factory=dict)
     window: int = 32
     batch_size: int = 32
-    steps: int = 20_000
+    steps: int = 14_000
     lr: float = 3e-4
     warmup_steps: int = 500
     weight_decay: float = 0.0

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.data.dataset import WindowDataset
@@ -166,6 +167,9 @@ def train(cfg: TrainConfig, context: WorkerContext | None = None) -> dict[str, f
     tracker = Tracker(cfg, run_id) if ctx.rank == 0 else None
     metrics: dict[str, float] = {"step": start, "best_val_loss": best}
     running, t_last, n_last = 0.0, time.perf_counter(), start
+    progress = tqdm(
+        total=cfg.steps, initial=start, desc=cfg.name, disable=ctx.rank != 0, mininterval=5.0
+    )
     model.train()
     for step in range(start, cfg.steps):
         lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
@@ -181,6 +185,7 @@ def train(cfg: TrainConfig, context: WorkerContext | None = None) -> dict[str, f
         ema.update(net)
         running += float(loss.detach())
         done = step + 1
+        progress.update(1)
 
         if tracker and done % cfg.log_interval == 0:
             now = time.perf_counter()
@@ -193,6 +198,7 @@ def train(cfg: TrainConfig, context: WorkerContext | None = None) -> dict[str, f
                 },
                 done,
             )
+            progress.set_postfix(loss=f"{running / cfg.log_interval:.4f}", refresh=False)
             running, t_last, n_last = 0.0, now, done
 
         if done % cfg.val_interval == 0 or done == cfg.steps:
@@ -219,6 +225,7 @@ def train(cfg: TrainConfig, context: WorkerContext | None = None) -> dict[str, f
                 tracker.log(metrics, done)
                 print(f"[{cfg.name}] step {done}/{cfg.steps} val_loss {val:.4f} best {best:.4f}")
             ctx.report(metrics)
+    progress.close()
     if tracker:
         tracker.finish(best_path)
     return metrics
