@@ -4,7 +4,8 @@ Public names (later layers and users rely on them)::
 
     synthetic_volume, Volume, pl_intensities, stage_angles,
     disorientation_deg, to_cubochoric, from_cubochoric, reduce_to_fundamental_zone,
-    write_volume, read_volume, open_volume, read_ebsd_map, example_ebsd_map_path, ChannelCodec
+    write_volume, read_volume, open_volume, read_ebsd_map, example_ebsd_map_path, ChannelCodec,
+    load_model, DiffusionModel
 """
 
 from ebsdray.data.codec import ChannelCodec
@@ -13,16 +14,19 @@ from ebsdray.data.microstructure import synthetic_volume
 from ebsdray.data.pl import pl_intensities, stage_angles
 from ebsdray.data.symmetry import disorientation_deg, reduce_to_fundamental_zone
 from ebsdray.data.volume import Volume
+from ebsdray.diffusion.pretrained import DiffusionModel, load_model
 from ebsdray.io import example_ebsd_map_path, open_volume, read_ebsd_map, read_volume, write_volume
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ChannelCodec",
+    "DiffusionModel",
     "Volume",
     "disorientation_deg",
     "example_ebsd_map_path",
     "from_cubochoric",
+    "load_model",
     "open_volume",
     "pl_intensities",
     "read_ebsd_map",
