@@ -41,3 +41,41 @@ def tiny_dataset(tmp_path_factory):
     }
     generate_dataset(config, data_dir)
     return data_dir
+
+
+# A network small enough that a training step takes milliseconds.
+TINY_ARCHITECTURE = {
+    "base_channels": 16,
+    "channel_mults": [1, 2],
+    "num_res_blocks": 1,
+    "attention_levels": [1],
+    "num_heads": 2,
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_train_config(tiny_dataset):
+    """Factory: a TrainConfig for a seconds-long run on the tiny dataset; keywords override."""
+    from ebsdray.training import TrainConfig
+
+    def make(run_dir, **overrides) -> TrainConfig:
+        base = {
+            "name": "tiny",
+            "variant": "multimodal",
+            "data_dir": str(tiny_dataset),
+            "run_dir": str(run_dir),
+            "architecture": TINY_ARCHITECTURE,
+            "window": 16,
+            "batch_size": 4,
+            "steps": 4,
+            "val_interval": 2,
+            "val_windows": 8,
+            "sample_count": 2,
+            "sample_steps": 3,
+            "log_interval": 2,
+            "warmup_steps": 1,
+            "lr": 1e-3,
+        }
+        return TrainConfig(**{**base, **overrides})
+
+    return make

@@ -7,34 +7,13 @@ import yaml
 from ebsdray.diffusion import pretrained
 from ebsdray.diffusion.pretrained import export_model, load_model
 from ebsdray.io.checkpoint import load_checkpoint, save_checkpoint
-from ebsdray.training import TrainConfig, train
-
-TINY = {
-    "base_channels": 16,
-    "channel_mults": [1, 2],
-    "num_res_blocks": 1,
-    "attention_levels": [1],
-    "num_heads": 2,
-}
+from ebsdray.training import train
 
 
 @pytest.fixture(scope="module")
-def trained(tiny_dataset, tmp_path_factory):
+def trained(tiny_train_config, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(
-        name="m",
-        variant="multimodal",
-        data_dir=str(tiny_dataset),
-        run_dir=str(run_dir),
-        architecture=TINY,
-        window=16,
-        batch_size=4,
-        steps=2,
-        val_interval=2,
-        val_windows=4,
-        sample_count=0,
-    )
-    train(cfg)
+    train(tiny_train_config(run_dir, steps=2, val_windows=4, sample_count=0))
     return run_dir / "best.pt"
 
 

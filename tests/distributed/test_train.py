@@ -10,16 +10,8 @@ import pytest
 
 from ebsdray.distributed.train import check_resources, fit
 from ebsdray.io.checkpoint import load_checkpoint
-from ebsdray.training import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY_ARCH = {
-    "base_channels": 16,
-    "channel_mults": [1, 2],
-    "num_res_blocks": 1,
-    "attention_levels": [1],
-    "num_heads": 2,
-}
 
 
 def test_refuses_more_workers_than_the_cluster_has(ray_cluster):
@@ -30,22 +22,8 @@ def test_refuses_more_workers_than_the_cluster_has(ray_cluster):
     check_resources(num_workers=2, use_gpu=False, cpus_per_worker=1)
 
 
-def test_two_gloo_workers_train_and_rank0_checkpoints(ray_cluster, tiny_dataset, tmp_path):
-    cfg = TrainConfig(
-        name="ddp",
-        variant="pl",
-        data_dir=str(tiny_dataset),
-        run_dir=str(tmp_path / "run"),
-        architecture=TINY_ARCH,
-        window=16,
-        batch_size=4,
-        steps=4,
-        val_interval=2,
-        val_windows=8,
-        sample_count=2,
-        sample_steps=2,
-        threads=1,
-    )
+def test_two_gloo_workers_train_and_rank0_checkpoints(ray_cluster, tiny_train_config, tmp_path):
+    cfg = tiny_train_config(tmp_path / "run", name="ddp", variant="pl", sample_steps=2, threads=1)
     metrics = fit(cfg, num_workers=2, cpus_per_worker=1, storage_path=str(tmp_path / "ray"))
     assert metrics["step"] == 4
     assert load_checkpoint(tmp_path / "run" / "best.pt")["variant"] == "pl"

@@ -8,35 +8,14 @@ import torch
 from ebsdray.io.checkpoint import load_checkpoint
 from ebsdray.training import TrainConfig, train
 
-TINY = {
-    "model_size": "small",
-    "architecture": {
-        "base_channels": 16,
-        "channel_mults": [1, 2],
-        "num_res_blocks": 1,
-        "attention_levels": [1],
-        "num_heads": 2,
-    },
-    "window": 16,
-    "batch_size": 4,
-    "val_windows": 8,
-    "sample_count": 2,
-    "sample_steps": 3,
-    "log_interval": 2,
-    "warmup_steps": 1,
-    "lr": 1e-3,
-}
+
+@pytest.fixture
+def config(tiny_train_config):
+    return tiny_train_config
 
 
-def config(tiny_dataset, run_dir, **kw) -> TrainConfig:
-    base = {"name": "t", "variant": "multimodal", "data_dir": str(tiny_dataset)}
-    return TrainConfig(
-        **{**base, "run_dir": str(run_dir), **TINY, "steps": 4, "val_interval": 2, **kw}
-    )
-
-
-def test_trains_validates_and_checkpoints(tiny_dataset, tmp_path):
-    metrics = train(config(tiny_dataset, tmp_path))
+def test_trains_validates_and_checkpoints(config, tmp_path):
+    metrics = train(config(tmp_path))
     assert metrics["step"] == 4 and metrics["val_loss"] > 0
     assert 0 <= metrics["sample_grain_coherence"] <= 1
     for name in ("last.pt", "best.pt", "metrics.json"):
@@ -49,13 +28,13 @@ def test_trains_validates_and_checkpoints(tiny_dataset, tmp_path):
     assert (tmp_path / "figures" / "samples" / "step_0000004.png").exists()
 
 
-def test_resume_continues_and_matches_an_uninterrupted_run(tiny_dataset, tmp_path):
+def test_resume_continues_and_matches_an_uninterrupted_run(config, tmp_path):
     # 4 steps, then 4 more in a second call == 8 steps at once (the data and noise streams are
     # re-seeded from the step, and weights, EMA and optimizer come back from last.pt).
-    train(config(tiny_dataset, tmp_path / "split", steps=4, bf16=False))
-    resumed = train(config(tiny_dataset, tmp_path / "split", steps=8, bf16=False))
+    train(config(tmp_path / "split", steps=4, bf16=False))
+    resumed = train(config(tmp_path / "split", steps=8, bf16=False))
     assert resumed["step"] == 8
-    straight = train(config(tiny_dataset, tmp_path / "straight", steps=8, bf16=False))
+    straight = train(config(tmp_path / "straight", steps=8, bf16=False))
     a = load_checkpoint(tmp_path / "split" / "last.pt")["weights"]
     b = load_checkpoint(tmp_path / "straight" / "last.pt")["weights"]
     # Not bit-identical: a resumed run restarts the data stream at the step, not mid-stream.
@@ -63,28 +42,28 @@ def test_resume_continues_and_matches_an_uninterrupted_run(tiny_dataset, tmp_pat
     assert resumed["val_loss"] == pytest.approx(straight["val_loss"], rel=0.2)
 
 
-def test_finished_run_is_not_retrained(tiny_dataset, tmp_path):
-    train(config(tiny_dataset, tmp_path))
+def test_finished_run_is_not_retrained(config, tmp_path):
+    train(config(tmp_path))
     before = (tmp_path / "last.pt").stat().st_mtime_ns
-    metrics = train(config(tiny_dataset, tmp_path))
+    metrics = train(config(tmp_path))
     assert metrics["step"] == 4
     assert (tmp_path / "last.pt").stat().st_mtime_ns == before
 
 
-def test_run_dir_of_another_model_is_refused(tiny_dataset, tmp_path):
-    train(config(tiny_dataset, tmp_path))
+def test_run_dir_of_another_model_is_refused(config, tmp_path):
+    train(config(tmp_path))
     with pytest.raises(ValueError, match="different model"):
-        train(config(tiny_dataset, tmp_path, variant="pl"))
+        train(config(tmp_path, variant="pl"))
 
 
-def test_window_must_fit_the_network(tiny_dataset, tmp_path):
+def test_window_must_fit_the_network(config, tmp_path):
     with pytest.raises(ValueError, match="multiple of 2"):
-        train(config(tiny_dataset, tmp_path, window=15))
+        train(config(tmp_path, window=15))
 
 
 @pytest.mark.parametrize("variant, channels", [("ebsd", 3), ("pl", 5)])
-def test_unimodal_variants(tiny_dataset, tmp_path, variant, channels):
-    train(config(tiny_dataset, tmp_path, variant=variant, steps=2))
+def test_unimodal_variants(config, tmp_path, variant, channels):
+    train(config(tmp_path, variant=variant, steps=2))
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert ckpt["model_config"]["in_channels"] == channels
     assert torch.isfinite(next(iter(ckpt["ema_weights"].values()))).all()
