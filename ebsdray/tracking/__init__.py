@@ -47,10 +47,18 @@ def start_run(
     run_id: str | None = None,
     parent_run_id: str | None = None,
 ) -> mlflow.ActiveRun:
-    """Start (or resume, with ``run_id``) a run in an absolute store; nested under a parent."""
-    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
+    """Start (or resume, with ``run_id``) a run in an absolute store; nested under a parent.
+
+    A new experiment in a sqlite store gets an absolute artifact location beside the database
+    (MLflow's default is ``./mlruns`` under the cwd, which a Ray job throws away).
+    """
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
     if run_id is not None:
         return mlflow.start_run(run_id=run_id)
+    if mlflow.get_experiment_by_name(experiment) is None and uri.startswith("sqlite:///"):
+        artifacts = Path(uri[len("sqlite:///") :]).parent / "mlartifacts" / experiment
+        mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
     mlflow.set_experiment(experiment)
     tags = {"mlflow.parentRunId": parent_run_id} if parent_run_id else None
     return mlflow.start_run(run_name=run_name, tags=tags)

@@ -58,3 +58,6 @@ def test_train_job_end_to_end(tiny_dataset, tmp_path):
     client = mlflow.MlflowClient()
     artifacts = [a.path for a in client.list_artifacts(runs.loc[0, "run_id"], "samples")]
     assert any(p.endswith(".png") for p in artifacts)
+    # artifacts beside the database, not under the job's cwd
+    assert (home / "mlartifacts" / "ebsdray-train").is_dir()
+    assert not (tmp_path / "mlruns").exists()
