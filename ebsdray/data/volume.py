@@ -69,6 +69,21 @@ class Volume:
     def __len__(self) -> int:
         return self.grain_ids.shape[0]
 
+    def crop(self, height: int, width: int, top: int = 0, left: int = 0) -> Volume:
+        """The (D, height, width) window starting at (top, left) of every section."""
+        if top < 0 or left < 0 or top + height > self.shape[1] or left + width > self.shape[2]:
+            raise ValueError(
+                f"crop {height}x{width} at ({top}, {left}) does not fit sections of {self.shape[1:]}"
+            )
+        rows, cols = slice(top, top + height), slice(left, left + width)
+        return Volume(
+            self.grain_ids[:, rows, cols],
+            self.quaternions[:, rows, cols],
+            self.valid[:, rows, cols],
+            dict(self.attrs),
+            grain_quaternions=self.grain_quaternions,
+        )
+
     def uniform_grain_quaternions(self, tolerance: float = 1e-6) -> np.ndarray | None:
         """(G + 1, 4) float64 orientation per grain id if every grain is uniform, else None.
 
