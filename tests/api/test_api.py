@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+
 import ebsdray
 from ebsdray.training import train
 
