@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ebsdray.aggregate._arrays import as_numpy
 from ebsdray.aggregate.alignment import AlignmentConfig
 from ebsdray.aggregate.boundaries import (
     boundary_confidence,
@@ -27,6 +26,7 @@ from ebsdray.aggregate.ebsd import MeanKind, mean_orientation, super_resolve
 from ebsdray.aggregate.orientations import align_to_reference, orientation_mean
 from ebsdray.aggregate.pl import denoise_pl
 from ebsdray.conventions import EBSD_CHANNELS
+from ebsdray.data._arrays import as_numpy
 from ebsdray.data.codec import ChannelCodec
 
 Variant = Literal["multimodal", "ebsd", "pl"]

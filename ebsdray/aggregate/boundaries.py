@@ -14,7 +14,7 @@ import numpy as np
 from kneed import KneeLocator
 from scipy import ndimage
 
-from ebsdray.aggregate._arrays import as_numpy
+from ebsdray.data._arrays import as_numpy
 
 _DERIVATIVE = np.array([-1.0, 0.0, 1.0])
 _SMOOTHING = np.array([1.0, 2.0, 1.0])

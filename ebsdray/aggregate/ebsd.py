@@ -31,9 +31,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ebsdray.aggregate._arrays import as_numpy
 from ebsdray.aggregate.alignment import AlignmentConfig, decode_unwrapped, fit_alignment
 from ebsdray.aggregate.orientations import orientation_mean, orientation_spread_deg
+from ebsdray.data._arrays import as_numpy
 from ebsdray.data.codec import ChannelCodec
 
 MeanKind = Literal["orientation", "channel"]

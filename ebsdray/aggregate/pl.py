@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ebsdray.aggregate._arrays import as_numpy
+from ebsdray.data._arrays import as_numpy
 from ebsdray.data.codec import ChannelCodec
 
 

@@ -45,3 +45,12 @@ def as_float_tensor(x: Any) -> torch.Tensor:
     """A tensor of a floating dtype (float64 for python/integer input)."""
     t = torch.as_tensor(x)
     return t if t.is_floating_point() else t.to(torch.float64)
+
+
+def as_numpy(x: Any, dtype: Any = None) -> np.ndarray:
+    """A numpy view of ``x`` (torch tensors are detached and moved to the CPU first)."""
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        # numpy has no bfloat16 (a sampler may return it): widen half types to float32.
+        x = x.float().numpy() if x.dtype.is_floating_point and x.element_size() < 4 else x.numpy()
+    return np.asarray(x, dtype=dtype)
