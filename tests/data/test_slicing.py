@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from ebsdray.data.codec import ChannelCodec
 from ebsdray.data.cubochoric import random_quaternions
 from ebsdray.data.microstructure import synthetic_volume
 from ebsdray.data.pl import pl_intensities, stage_angles
@@ -48,7 +49,7 @@ def test_quarter_turn_shifts_pl_by_90_degrees_of_stage(volume):
 
 def test_turned_section_equals_section_of_turned_volume(volume):
     # Turn the whole ground truth by 90 degrees about the section normal (arrays and orientations),
-    # then cut: identical to cutting first and turning the section.
+    # then cut: the channels are those of cutting first and turning the section.
     rot = SectionFrame(rot90=1).frame_rotation()
     turned_ids = np.rot90(volume.grain_ids, 1, axes=(1, 2))
     turned_q = transform_orientations(np.rot90(volume.quaternions, 1, axes=(1, 2)), rot)
@@ -56,6 +57,11 @@ def test_turned_section_equals_section_of_turned_volume(volume):
     ids_b, q_b = extract_section(volume.grain_ids, volume.quaternions, SectionFrame(0, 7, 1))
     assert np.array_equal(ids_a, ids_b)
     assert disorientation_deg(q_a, q_b).max() < 1e-3
+    codec = ChannelCodec.fit(pl_intensities(random_quaternions((4000,), 0).numpy(), ANGLES))
+    chans_a, chans_b = codec.encode_section(q_a), codec.encode_section(q_b)
+    assert np.allclose(chans_a[3:], chans_b[3:], atol=1e-4)  # PL channels
+    # EBSD channels agree except where an orientation sits on the zone boundary (two images).
+    assert np.mean(np.abs(chans_a[:3] - chans_b[:3]).max(axis=0) < 1e-3) > 0.99
 
 
 @pytest.mark.parametrize(
