@@ -18,8 +18,8 @@ from ebsdray.training.card import unconditional_quality
 @hydra.main(version_base="1.3", config_path="../configs", config_name="model_card")
 def main(cfg: DictConfig) -> None:
     c = OmegaConf.to_container(cfg, resolve=True)
-    model = load_model(c["model"])
-    name = Path(str(c["model"])).stem if "/" in str(c["model"]) else c["model"]
+    model = load_model(c["checkpoint"])
+    name = Path(str(c["checkpoint"])).stem if "/" in str(c["checkpoint"]) else c["checkpoint"]
     out_dir = Path(c["output_dir"]) / name
     result = unconditional_quality(
         model,
