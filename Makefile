@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(PY) jobs/generate_data.py
+	$(PY) jobs/reconstruct_volume.py
 
 test: $(STAMP)
 	$(PY) -m ruff check .

@@ -8,7 +8,14 @@ Public names (later layers and users rely on them)::
     load_model, DiffusionModel, observe, Budget, reconstruct, evaluate
 """
 
-from ebsdray.api import Budget, Reconstruction, SectionResult, evaluate, reconstruct
+from ebsdray.api import (
+    Budget,
+    Reconstruction,
+    ReplicaResources,
+    SectionResult,
+    evaluate,
+    reconstruct,
+)
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.data.cubochoric import from_cubochoric, to_cubochoric
 from ebsdray.data.microstructure import synthetic_volume
@@ -27,6 +34,7 @@ __all__ = [
     "DiffusionModel",
     "ObservedVolume",
     "Reconstruction",
+    "ReplicaResources",
     "SectionResult",
     "Volume",
     "disorientation_deg",

@@ -8,121 +8,71 @@
     result.sections[0].boundary                  # (H, W) bool
     ebsdray.evaluate(result, vol)                # {"chamfer": ..., "sobel_chamfer": ..., ...}
 
+    # the same on Ray (a running cluster, or a local one with 2 replicas), streamed to disk:
+    result = ebsdray.reconstruct(obs, model, budget=..., seed=0, cluster="auto",
+                                 output_dir="/data/run1")
+
 Every posterior sample k of section d draws from ``SeedSequence([seed, d, k])``: results do not
 depend on how sections and samples are split over processes or Ray replicas.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-from ebsdray.aggregate import aggregate
 from ebsdray.diffusion.pretrained import DiffusionModel
-from ebsdray.inverse.baseline import replacement_sampler
-from ebsdray.inverse.fps_smc import fps_smc, sample_generators
-from ebsdray.inverse.tiling import TiledDenoiser
-from ebsdray.metrics import (
-    blurred_bce,
-    chamfer,
-    disorientation_stats,
-    ebsd_baselines,
-    grain_boundaries,
-    psnr,
-    sobel_baseline,
+from ebsdray.distributed.replicas import (
+    RayBackend,
+    ReplicaResources,
+    connect,
+    default_replicas,
 )
-from ebsdray.observation import ObservedSection, ObservedVolume
+from ebsdray.distributed.runner import LocalBackend, run_sections
+from ebsdray.distributed.work import FinishSpec
+from ebsdray.io.reconstruction_store import ReconstructionStore
+from ebsdray.io.volume_store import ebsdray_version
+from ebsdray.observation import ObservedVolume
+from ebsdray.posterior import Budget, SectionResult, section_metrics
 
-SAMPLERS = ("fps_smc", "replacement")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """How much compute a reconstruction may spend.
-
-    Attributes
-    ----------
-    samples : K, posterior samples per section.
-    steps : N, respaced diffusion steps per sample.
-    particles : M, SMC particles per sample (FPS-SMC); cost is N * M * K network evaluations.
-    sampler : "fps_smc" (default) or "replacement" (cheaper baseline: N * K evaluations).
-    per_section : optional ``{section: K}`` overriding ``samples`` for some sections.
-    """
-
-    samples: int = 8
-    steps: int = 50
-    particles: int = 4
-    sampler: str = "fps_smc"
-    per_section: Mapping[int, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for name in ("samples", "steps", "particles"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"Budget.{name} must be an integer >= 1; got {value!r}")
-        if self.steps > 1000:
-            raise ValueError(
-                f"Budget.steps must be <= 1000 (the training schedule); got {self.steps}"
-            )
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {SAMPLERS}")
-        bad = {k: v for k, v in self.per_section.items() if int(v) < 1}
-        if bad:
-            raise ValueError(f"per-section sample counts must be >= 1; got {bad}")
-
-    def samples_for(self, section: int) -> int:
-        """K for ``section``."""
-        return int(self.per_section.get(section, self.samples))
-
-    def network_evaluations(self, section: int) -> int:
-        """N * M * K (FPS-SMC) or N * K (replacement) for ``section``."""
-        m = self.particles if self.sampler == "fps_smc" else 1
-        return self.steps * m * self.samples_for(section)
-
-
-@dataclass
-class SectionResult:
-    """The task outputs of one section (arrays are numpy).
-
-    Attributes
-    ----------
-    index : section index.
-    boundary : (H, W) bool grain boundaries; None for the EBSD-only model.
-    boundary_confidence : (H, W) in [0, 1] (mean normalized Sobel map over the K samples).
-    ebsd_quaternions : (H, W, 4) super-resolved orientations; None for the PL-only model.
-    pl_denoised : (C_PL, H, W) denoised PL channels; None for the EBSD-only model.
-    uncertainty : per-pixel maps (``boundary_variance``, ``ebsd_spread_deg``, ``pl_std``).
-    samples : (K, C, H, W) raw posterior samples when requested, else None.
-    info : sampler facts (``network_evaluations``, ``seconds``, mean ESS, K).
-    """
-
-    index: int
-    boundary: np.ndarray | None
-    boundary_confidence: np.ndarray | None
-    ebsd_quaternions: np.ndarray | None
-    pl_denoised: np.ndarray | None
-    uncertainty: dict[str, np.ndarray]
-    samples: np.ndarray | None
-    info: dict[str, Any]
+__all__ = [
+    "Budget",
+    "Reconstruction",
+    "ReplicaResources",
+    "SectionResult",
+    "evaluate",
+    "prepare_output",
+    "reconstruct",
+    "section_metrics",
+]
 
 
 @dataclass
 class Reconstruction:
-    """Results of :func:`reconstruct`: one :class:`SectionResult` per section, plus provenance."""
+    """Results of :func:`reconstruct`: one :class:`SectionResult` per section, plus provenance.
 
-    sections: list[SectionResult]
+    Attributes
+    ----------
+    sections : SectionResults in section order (read lazily from ``output_dir`` when the
+        reconstruction was written there).
+    records : per-section ``{"section", "info", "metrics"}`` in section order.
+    output_dir : where the outputs were written, or None (in memory).
+    """
+
+    sections: Sequence[SectionResult]
+    records: list[dict[str, Any]]
     observation: ObservedVolume
     model: str
     variant: str
     budget: Budget
     seed: int
     codec: Any
+    output_dir: Path | None = None
 
     def __len__(self) -> int:
         return len(self.sections)
@@ -132,76 +82,20 @@ class Reconstruction:
         return np.stack([getattr(s, name) for s in self.sections])
 
 
-def sample_section(
-    model: DiffusionModel,
-    section: ObservedSection,
-    budget: Budget,
-    seed: int,
-    sample_indices: Sequence[int],
-    *,
-    bf16: bool = True,
-) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Draw the posterior samples ``sample_indices`` of one section (the unit of work a Ray
-    replica runs). Returns samples (k, C, H, W) float32 and the sampler's info."""
-    obs = section.observation.for_variant(model.variant)
-    if obs.channels != model.channels:
-        raise ValueError(
-            f"the observation has {obs.channels} channels but the {model.variant!r} model takes "
-            f"{model.channels}; observe with the model's codec"
-        )
-    h, w = obs.shape[1:]
-    denoiser = (
-        model.net
-        if (h, w) == (model.window, model.window)
-        else TiledDenoiser(model.net, model.window)
-    )
-    device = next(model.net.parameters()).device
-    gens = sample_generators(seed, section.index, list(sample_indices), device=device)
-    obs = obs.to(device)
-    if budget.sampler == "fps_smc":
-        return fps_smc(
-            denoiser,
-            model.schedule,
-            obs,
-            gens,
-            num_steps=budget.steps,
-            particles=budget.particles,
-            autocast=bf16,
-        )
-    return replacement_sampler(
-        denoiser, model.schedule, obs, gens, num_steps=budget.steps, autocast=bf16
-    )
+class StoredSections(Sequence[SectionResult]):
+    """Finished sections of a :class:`ReconstructionStore`, read one at a time on access."""
 
+    def __init__(self, store: ReconstructionStore, indices: Sequence[int]) -> None:
+        self.store = store
+        self.indices = list(indices)
 
-def reconstruct_section(
-    model: DiffusionModel,
-    section: ObservedSection,
-    samples: torch.Tensor | np.ndarray,
-    *,
-    keep_samples: bool = False,
-    info: dict[str, Any] | None = None,
-    seed: int = 0,
-) -> SectionResult:
-    """Merge one section's K samples into its task outputs (pure; no sampling)."""
-    obs = section.observation.for_variant(model.variant)
-    out = aggregate(
-        torch.as_tensor(samples).float(),
-        model.codec,
-        observed=obs.y,
-        mask=obs.mask,
-        variant=model.variant,
-        seed=seed,
-    )
-    return SectionResult(
-        index=section.index,
-        boundary=out.get("boundary"),
-        boundary_confidence=out.get("boundary_confidence"),
-        ebsd_quaternions=out.get("ebsd_quaternions"),
-        pl_denoised=out.get("pl_denoised"),
-        uncertainty=out.get("uncertainty", {}),
-        samples=np.asarray(samples, dtype=np.float32) if keep_samples else None,
-        info=dict(info or {}),
-    )
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return SectionResult(**self.store.section(self.indices[i]))
 
 
 def _sections(observation: ObservedVolume, sections: Sequence[int] | None) -> list[int]:
@@ -211,6 +105,62 @@ def _sections(observation: ObservedVolume, sections: Sequence[int] | None) -> li
     if bad:
         raise ValueError(f"sections {bad} out of range for a volume of {len(observation)} sections")
     return [int(s) for s in sections]
+
+
+def check_fit(observation: ObservedVolume, model: DiffusionModel) -> None:
+    """Refuse, before any compute, an observation the model cannot reconstruct."""
+    _, h, w = observation.shape
+    if min(h, w) < model.window:
+        raise ValueError(
+            f"sections of {h} x {w} pixels are smaller than the model's {model.window}-pixel "
+            "window; crop or pad the volume to at least the window, or use a model trained on "
+            "smaller windows"
+        )
+    if model.variant == "ebsd" and observation.spec.pattern == "none":
+        raise ValueError("the EBSD-only model has nothing to condition on with pattern='none'")
+    observation.section(0, model.codec).observation.for_variant(model.variant)
+
+
+def prepare_output(
+    output_dir: str | os.PathLike[str],
+    observation: ObservedVolume,
+    model: DiffusionModel,
+    budget: Budget,
+    *,
+    seed: int = 0,
+    bf16: bool = True,
+    keep_samples: bool = False,
+    identity: dict[str, Any] | None = None,
+    store_attrs: dict[str, Any] | None = None,
+) -> ReconstructionStore:
+    """Create the output store of a reconstruction, or reopen it to resume the same job.
+
+    Cheap and idempotent: call it before spending compute to fail fast on an ``output_dir``
+    that holds other files or another job's results (``FileExistsError`` naming the
+    differences). Arguments as in :func:`reconstruct`.
+    """
+    facts = {
+        "model": model.source,
+        "model_provenance": model.provenance,
+        "variant": model.variant,
+        "observation": observation.spec.to_dict(),
+        "volume_shape": list(observation.shape),
+        "budget": budget.to_dict(),
+        "seed": int(seed),
+        "bf16": bool(bf16),
+        "keep_samples": bool(keep_samples),
+        **(identity or {}),
+    }
+    return ReconstructionStore.create(
+        output_dir,
+        identity=facts,
+        shape=observation.shape,
+        variant=model.variant,
+        pl_channels=model.codec.pl_channels,
+        max_samples=max(budget.max_samples_for(i) for i in range(len(observation))),
+        keep_samples=keep_samples,
+        attrs={"ebsdray_version": ebsdray_version(), **(store_attrs or {})},
+    )
 
 
 def reconstruct(
@@ -223,18 +173,42 @@ def reconstruct(
     keep_samples: bool = False,
     bf16: bool = True,
     progress: bool = True,
+    cluster: str | None = None,
+    replicas: int | None = None,
+    resources: ReplicaResources | None = None,
+    samples_per_request: int | None = None,
+    output_dir: str | os.PathLike[str] | None = None,
+    figures: bool = True,
+    identity: dict[str, Any] | None = None,
+    store_attrs: dict[str, Any] | None = None,
+    on_section: Callable[[dict[str, Any]], None] | None = None,
 ) -> Reconstruction:
-    """Reconstruct every (or the given) section of an observed volume, in this process.
+    """Reconstruct every (or the given) section of an observed volume.
+
+    In this process by default; on Ray when ``cluster`` (``"auto"`` for the running cluster, an
+    address, or ``"local"``) or ``replicas`` is given. The same seed gives the same outputs
+    either way, with any number of replicas.
 
     Parameters
     ----------
     observation : from :func:`ebsdray.observe`.
     model : from :func:`ebsdray.load_model` (multimodal, EBSD-only or PL-only).
-    budget : samples, steps, particles, sampler (default ``Budget()``: K = 8, N = 50, M = 4).
+    budget : samples (fixed, per section or adaptive), steps, particles, sampler (default
+        ``Budget()``: K = 8, N = 50, M = 4).
     seed : base seed of the posterior samples.
     sections : subset of section indices (default all).
-    keep_samples : keep the raw K samples in each result.
+    keep_samples : keep the raw K samples in each result (and in the store).
     bf16 : bf16 autocast for the network (about 2x faster on AVX-512-bf16 CPUs).
+    cluster, replicas, resources : where to run (Ray) and how many model replicas of what size
+        (default: as many as the cluster can place; see :class:`ReplicaResources`).
+    samples_per_request : samples per replica request (does not change results).
+    output_dir : stream each section's outputs into a zarr store there (see
+        :mod:`ebsdray.io.reconstruction_store`), with a figure per section; sections already
+        finished by the same job are skipped (resume). The result then reads sections lazily.
+    figures : write a PNG per section into ``output_dir``.
+    identity : extra facts that define the job for resume checks (e.g. the volume's source).
+    store_attrs : extra attributes for the store (e.g. the resolved job config).
+    on_section : called with each finished section's record ``{"section", "info", "metrics"}``.
 
     Returns
     -------
@@ -242,88 +216,76 @@ def reconstruct(
     """
     budget = budget or Budget()
     indices = _sections(observation, sections)
-    results = []
-    bar = tqdm(indices, desc=f"reconstructing ({model.variant})", disable=not progress)
-    for i in bar:
-        section = observation.section(i, model.codec)
-        k = budget.samples_for(i)
-        t0 = time.perf_counter()
-        samples, info = sample_section(model, section, budget, seed, range(k), bf16=bf16)
-        facts = {
-            "samples": k,
-            "network_evaluations": int(info.get("network_evaluations", 0)),
-            "seconds": time.perf_counter() - t0,
-        }
-        if "ess" in info:
-            facts["mean_ess"] = float(torch.as_tensor(info["ess"]).float().mean())
-        results.append(
-            reconstruct_section(
-                model, section, samples, keep_samples=keep_samples, info=facts, seed=seed
-            )
+    check_fit(observation, model)
+    store = None
+    records: dict[int, dict[str, Any]] = {}
+    if output_dir is not None:
+        store = prepare_output(
+            output_dir,
+            observation,
+            model,
+            budget,
+            seed=seed,
+            bf16=bf16,
+            keep_samples=keep_samples,
+            identity=identity,
+            store_attrs=store_attrs,
         )
+        finished = set(store.completed())
+        records = {i: store.record(i) for i in indices if i in finished}
+        todo = [i for i in indices if i not in finished]
+    else:
+        todo = indices
+    spec = FinishSpec(
+        codec=model.codec,
+        variant=model.variant,
+        seed=seed,
+        keep_samples=keep_samples,
+        output_dir=None if store is None else str(store.output_dir),
+        figure=figures,
+    )
+    on_ray = bool(todo) and (cluster is not None or replicas is not None)
+    if on_ray:
+        connect(cluster)
+        resources = resources or ReplicaResources()
+        backend = RayBackend(model, replicas or default_replicas(resources), resources)
+    else:
+        backend = LocalBackend(model)
+    try:
+        done = run_sections(
+            backend,
+            observation,
+            model,
+            budget,
+            spec,
+            seed=seed,
+            sections=todo,
+            bf16=bf16,
+            samples_per_request=samples_per_request,
+            on_section=on_section,
+            progress=progress,
+        )
+    finally:
+        if on_ray:
+            backend.close()
+    records |= {i: out["record"] for i, out in done.items()}
+    ordered = [records[i] for i in indices]
+    if store is not None:
+        store.finalize()
+        results: Sequence[SectionResult] = StoredSections(store, indices)
+    else:
+        results = [done[i]["result"] for i in indices]
     return Reconstruction(
         sections=results,
+        records=ordered,
         observation=observation,
         model=model.source,
         variant=model.variant,
         budget=budget,
         seed=seed,
         codec=model.codec,
+        output_dir=None if store is None else store.output_dir,
     )
-
-
-def _boundary_metrics(prefix: str, boundary, confidence, true: np.ndarray) -> dict[str, float]:
-    c = chamfer(boundary, true)
-    return {
-        f"{prefix}chamfer": c["bidirectional"],
-        f"{prefix}chamfer_forward": c["forward"],
-        f"{prefix}chamfer_backward": c["backward"],
-        f"{prefix}blurred_bce": blurred_bce(confidence, true),
-    }
-
-
-def _ebsd_metrics(prefix: str, q: np.ndarray, truth) -> dict[str, float]:
-    d = disorientation_stats(q, truth.quaternions[0], truth.grain_ids[0], valid=truth.valid[0])
-    return {
-        f"{prefix}disorientation_mean_deg": d["mean_deg"],
-        f"{prefix}disorientation_boundary_deg": d["boundary_deg"],
-    }
-
-
-def section_metrics(
-    result: SectionResult, section: ObservedSection, codec, prefix: str = ""
-) -> dict[str, float]:
-    """Metrics of one section against its ground truth, for the model and the baselines.
-
-    The baselines (Sobel on the observed PL, nearest / bilinear upsampling of the observed EBSD,
-    the noisy PL itself) are computed from the same observation, so their names differ only by
-    their prefix: ``chamfer`` / ``sobel_chamfer``, ``disorientation_mean_deg`` /
-    ``bilinear_disorientation_mean_deg``, ``pl_psnr`` / ``observed_pl_psnr``.
-    """
-    truth = section.truth
-    if truth is None:
-        raise ValueError(f"section {section.index} has no ground truth to evaluate against")
-    true_b = grain_boundaries(truth.grain_ids[0])
-    obs = section.observation
-    out: dict[str, float] = {}
-    if result.boundary is not None:
-        out |= _boundary_metrics(prefix, result.boundary, result.boundary_confidence, true_b)
-    if result.ebsd_quaternions is not None:
-        out |= _ebsd_metrics(prefix, result.ebsd_quaternions, truth)
-    if result.pl_denoised is not None and section.clean is not None:
-        out[f"{prefix}pl_psnr"] = psnr(
-            result.pl_denoised, section.clean[3:].numpy(), data_range=2.0
-        )
-    if prefix:  # baselines once, with the main model
-        return out
-    sobel = sobel_baseline(obs.y[3:])
-    out |= _boundary_metrics("sobel_", sobel["boundary"], sobel["boundary_confidence"], true_b)
-    if section.clean is not None:
-        out["observed_pl_psnr"] = psnr(obs.y[3:].numpy(), section.clean[3:].numpy(), data_range=2.0)
-    if obs.mask[:3].sum() > 0:
-        for name, q in ebsd_baselines(obs.y, obs.mask, codec).items():
-            out |= _ebsd_metrics(f"{name}_", q, truth)
-    return out
 
 
 def evaluate(

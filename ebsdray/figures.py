@@ -103,3 +103,107 @@ def samples_figure(samples: np.ndarray, codec, variant: str, stage_angle_index: 
         ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def section_figure(result, section, codec, path: str | Path) -> Path:
+    """One reconstructed section: what was observed, what came out, how sure it is.
+
+    Panels (those the model's modalities allow): observed PL (channel 0), observed EBSD (grey
+    where unobserved), super-resolved EBSD, boundary confidence with the thresholded boundary
+    (and the true one, when known, in cyan), EBSD spread or boundary variance, true grains.
+
+    Parameters
+    ----------
+    result : a SectionResult.
+    section : its ObservedSection (observation, truth).
+    codec : the model's channel codec.
+    """
+    obs = section.observation
+    panels: list[tuple[str, np.ndarray, dict]] = []
+    y, m = obs.y.numpy(), obs.mask.numpy()
+    if result.pl_denoised is not None or obs.mask[3:].any():
+        panels.append(("observed PL (ch 0)", np.nan_to_num(y[3]), {"cmap": "gray"}))
+    if m[:3].any():
+        seen = np.where(m[:3].all(0)[..., None], ebsd_rgb(np.nan_to_num(y[:3])), 0.5)
+        panels.append((f"observed EBSD ({m[0].mean():.0%})", seen, {}))
+    if result.ebsd_quaternions is not None:
+        channels = codec.encode_ebsd(np.asarray(result.ebsd_quaternions, np.float64))  # (H, W, 3)
+        rgb = ebsd_rgb(np.moveaxis(channels, -1, 0))
+        panels.append(("super-resolved EBSD", rgb, {}))
+    if result.boundary_confidence is not None:
+        conf = np.asarray(result.boundary_confidence)
+        overlay = np.stack([conf, conf, conf], -1)
+        overlay[np.asarray(result.boundary)] = (1.0, 0.2, 0.1)
+        panels.append(("boundary confidence + boundary", overlay, {}))
+    if "ebsd_spread_deg" in result.uncertainty:
+        panels.append(
+            ("EBSD spread (deg)", result.uncertainty["ebsd_spread_deg"], {"cmap": "magma"})
+        )
+    elif "boundary_variance" in result.uncertainty:
+        panels.append(
+            ("boundary variance", result.uncertainty["boundary_variance"], {"cmap": "magma"})
+        )
+    if section.truth is not None:
+        panels.append(("true grains", grain_colors(section.truth.grain_ids[0]), {}))
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.4 * len(panels), 2.6), squeeze=False)
+    for ax, (title, img, kw) in zip(axes[0], panels, strict=True):
+        im = ax.imshow(img, interpolation="nearest", **kw)
+        if img.ndim == 2 and "cmap" in kw and kw["cmap"] != "gray":
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.03)
+        ax.set_title(title, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    k = result.info.get("samples", "?")
+    fig.suptitle(f"section {result.index}  (K = {k})", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def summary_figure(records: Sequence[dict], path: str | Path, title: str = "") -> Path:
+    """Metrics and cost per section: Chamfer (model vs Sobel), mean disorientation (model vs
+    bilinear), posterior samples drawn. ``records`` are per-section ``{"section", "info",
+    "metrics"}`` dicts; panels without data are left out."""
+    records = sorted(records, key=lambda r: r["section"])
+    x = [r["section"] for r in records]
+
+    def series(key: str) -> list[float] | None:
+        vals = [r["metrics"].get(key, np.nan) for r in records]
+        return None if np.all(np.isnan(vals)) else vals
+
+    groups = [
+        ("Chamfer distance (px)", [("model", "chamfer"), ("Sobel on PL", "sobel_chamfer")]),
+        (
+            "mean disorientation (deg)",
+            [
+                ("model", "disorientation_mean_deg"),
+                ("bilinear", "bilinear_disorientation_mean_deg"),
+            ],
+        ),
+    ]
+    plots = []
+    for label, keys in groups:
+        lines = [(name, series(k)) for name, k in keys]
+        lines = [(n, v) for n, v in lines if v is not None]
+        if lines:
+            plots.append((label, lines))
+    plots.append(("posterior samples", [("K", [r["info"].get("samples", 0) for r in records])]))
+    fig, axes = plt.subplots(1, len(plots), figsize=(3.6 * len(plots), 2.8), squeeze=False)
+    for ax, (label, lines) in zip(axes[0], plots, strict=True):
+        for name, vals in lines:
+            ax.plot(x, vals, marker="o", ms=3, label=name)
+        ax.set_xlabel("section")
+        ax.set_ylabel(label, fontsize=8)
+        if len(lines) > 1:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -24,7 +24,7 @@ def main(cfg: DictConfig) -> None:
     trainer = {k: v for k, v in c["trainer"].items() if k not in _RAY_KEYS}
     train_cfg = TrainConfig(
         name=c["name"],
-        variant=c["model"]["variant"],
+        variant=c["model"],
         data_dir=c["data_dir"],
         run_dir=c["run_dir"],
         seed=c["seed"],

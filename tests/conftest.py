@@ -79,3 +79,17 @@ def tiny_train_config(tiny_dataset):
         return TrainConfig(**{**base, **overrides})
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tiny_train_config, tmp_path_factory):
+    """Tiny trained models of the three variants: ``{variant: (DiffusionModel, checkpoint)}``."""
+    import ebsdray
+    from ebsdray.training import train
+
+    out = {}
+    for variant in ("multimodal", "pl", "ebsd"):
+        run = tmp_path_factory.mktemp(variant)
+        train(tiny_train_config(run, variant=variant, steps=2, sample_count=0))
+        out[variant] = (ebsdray.load_model(run / "best.pt"), run / "best.pt")
+    return out

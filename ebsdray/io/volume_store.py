@@ -57,7 +57,8 @@ def _resolve(path: PathLike) -> Path:
     return Path(path).expanduser().resolve()
 
 
-def _ebsdray_version() -> str:
+def ebsdray_version() -> str:
+    """The installed ebsdray version ("unknown" when run from a bare source tree)."""
     try:
         return importlib.metadata.version("ebsdray")
     except importlib.metadata.PackageNotFoundError:  # running from a source tree
@@ -224,7 +225,7 @@ def write_volume(
     chans = _channel_arrays(channels, volume.shape)
     merged = {**_jsonable(volume.attrs, "volume.attrs"), **_jsonable(attrs or {}, "attrs")}
     merged.update(
-        format=FORMAT_NAME, format_version=FORMAT_VERSION, ebsdray_version=_ebsdray_version()
+        format=FORMAT_NAME, format_version=FORMAT_VERSION, ebsdray_version=ebsdray_version()
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]

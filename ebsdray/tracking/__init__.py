@@ -40,6 +40,21 @@ def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def ensure_experiment(tracking_uri: str, experiment: str) -> str:
+    """The id of ``experiment`` in the (absolute) store, created if needed. In a sqlite store its
+    artifacts go beside the database (MLflow's default ``./mlruns`` under the cwd is lost when a
+    Ray job's working dir is thrown away)."""
+    uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    location = None
+    if uri.startswith("sqlite:///"):
+        location = (Path(uri[len("sqlite:///") :]).parent / "mlartifacts" / experiment).as_uri()
+    return mlflow.create_experiment(experiment, artifact_location=location)
+
+
 def start_run(
     tracking_uri: str,
     experiment: str,
@@ -47,18 +62,11 @@ def start_run(
     run_id: str | None = None,
     parent_run_id: str | None = None,
 ) -> mlflow.ActiveRun:
-    """Start (or resume, with ``run_id``) a run in an absolute store; nested under a parent.
-
-    A new experiment in a sqlite store gets an absolute artifact location beside the database
-    (MLflow's default is ``./mlruns`` under the cwd, which a Ray job throws away).
-    """
-    uri = resolve_tracking_uri(tracking_uri)
-    mlflow.set_tracking_uri(uri)
+    """Start (or resume, with ``run_id``) a run in an absolute store; nested under a parent."""
     if run_id is not None:
+        mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
         return mlflow.start_run(run_id=run_id)
-    if mlflow.get_experiment_by_name(experiment) is None and uri.startswith("sqlite:///"):
-        artifacts = Path(uri[len("sqlite:///") :]).parent / "mlartifacts" / experiment
-        mlflow.create_experiment(experiment, artifact_location=artifacts.as_uri())
+    ensure_experiment(tracking_uri, experiment)
     mlflow.set_experiment(experiment)
     tags = {"mlflow.parentRunId": parent_run_id} if parent_run_id else None
     return mlflow.start_run(run_name=run_name, tags=tags)

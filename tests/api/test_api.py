@@ -4,19 +4,13 @@ import numpy as np
 import pytest
 
 import ebsdray
-from ebsdray.training import train
 
 SMALL = ebsdray.Budget(samples=2, steps=4, particles=2)
 
 
 @pytest.fixture(scope="module")
-def models(tiny_train_config, tmp_path_factory):
-    out = {}
-    for variant in ("multimodal", "pl", "ebsd"):
-        run = tmp_path_factory.mktemp(variant)
-        train(tiny_train_config(run, variant=variant, steps=2, sample_count=0))
-        out[variant] = ebsdray.load_model(run / "best.pt")
-    return out
+def models(tiny_models):
+    return {variant: model for variant, (model, _) in tiny_models.items()}
 
 
 @pytest.fixture(scope="module")

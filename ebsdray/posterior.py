@@ -1,0 +1,325 @@
+"""One section's posterior: the unit of work that runs in-process or on a Ray replica.
+
+    samples, info = sample_section(model, section, budget, seed, range(8))  # (8, C, H, W)
+    stats = convergence_sums(samples, model.variant)                      # adaptive budgets
+    result = merge_section(section, samples, model.codec, model.variant)  # task outputs
+    metrics = section_metrics(result, section, model.codec)               # vs ground truth
+
+Every posterior sample ``k`` of section ``d`` draws from ``SeedSequence([seed, d, k])`` and the
+network runs in bf16, whose CPU kernels give every batch element the same result whatever the
+batch: a section's samples are identical however they are split over requests and replicas.
+(In fp32 the GEMM blocking depends on the batch size and samples differ by ~1e-6.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ebsdray.aggregate import aggregate
+from ebsdray.aggregate.boundaries import edge_maps
+from ebsdray.conventions import EBSD_CHANNELS
+from ebsdray.data.codec import ChannelCodec
+from ebsdray.diffusion.pretrained import DiffusionModel
+from ebsdray.inverse.baseline import replacement_sampler
+from ebsdray.inverse.fps_smc import fps_smc, sample_generators
+from ebsdray.inverse.tiling import TiledDenoiser
+from ebsdray.metrics import (
+    blurred_bce,
+    chamfer,
+    disorientation_stats,
+    ebsd_baselines,
+    grain_boundaries,
+    psnr,
+    sobel_baseline,
+)
+from ebsdray.observation import ObservedSection
+
+SAMPLERS = ("fps_smc", "replacement")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much compute a reconstruction may spend.
+
+    Fixed: ``Budget(samples=8)`` draws K = 8 posterior samples per section (``per_section``
+    overrides K for some sections). Adaptive: ``Budget(samples=4, max_samples=32)`` draws rounds
+    of ``samples`` until the section's aggregate stops changing (the mean absolute change of the
+    boundary confidence and of the EBSD channel mean between rounds both at most ``tolerance``)
+    or ``max_samples`` are drawn; easy sections stop early, hard ones get more.
+
+    Attributes
+    ----------
+    samples : K (fixed), or the round size (adaptive).
+    steps : N, respaced diffusion steps per sample.
+    particles : M, SMC particles per sample (FPS-SMC); cost is N * M * K network evaluations.
+    sampler : "fps_smc" (default) or "replacement" (cheaper baseline: N * K evaluations).
+    per_section : optional ``{section: K}`` overriding ``samples`` for some sections.
+    max_samples : None (fixed K) or the adaptive cap.
+    tolerance : adaptive stopping tolerance (boundary confidence is in [0, 1], EBSD channels in
+        [-1, 1]).
+    """
+
+    samples: int = 8
+    steps: int = 50
+    particles: int = 4
+    sampler: str = "fps_smc"
+    per_section: Mapping[int, int] = field(default_factory=dict)
+    max_samples: int | None = None
+    tolerance: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "steps", "particles"):
+            value = getattr(self, name)
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"Budget.{name} must be an integer >= 1; got {value!r}")
+        if self.steps > 1000:
+            raise ValueError(
+                f"Budget.steps must be <= 1000 (the training schedule); got {self.steps}"
+            )
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {SAMPLERS}")
+        bad = {k: v for k, v in self.per_section.items() if int(v) < 1}
+        if bad:
+            raise ValueError(f"per-section sample counts must be >= 1; got {bad}")
+        if self.max_samples is not None and (
+            not isinstance(self.max_samples, int | np.integer) or self.max_samples < self.samples
+        ):
+            raise ValueError(
+                f"Budget.max_samples must be an integer >= samples ({self.samples}) or None; "
+                f"got {self.max_samples!r}"
+            )
+        if not (math.isfinite(self.tolerance) and self.tolerance > 0):
+            raise ValueError(f"Budget.tolerance must be > 0; got {self.tolerance!r}")
+
+    @property
+    def adaptive(self) -> bool:
+        return self.max_samples is not None
+
+    def samples_for(self, section: int) -> int:
+        """K (fixed) or the round size (adaptive) for ``section``."""
+        return int(self.per_section.get(section, self.samples))
+
+    def max_samples_for(self, section: int) -> int:
+        """The most samples ``section`` may get."""
+        k = self.samples_for(section)
+        return max(k, int(self.max_samples)) if self.adaptive else k
+
+    def network_evaluations(self, section: int) -> int:
+        """N * M * K (FPS-SMC) or N * K (replacement) for ``section`` before the sampler's fine
+        tail; with an adaptive budget, the most it may spend."""
+        m = self.particles if self.sampler == "fps_smc" else 1
+        return self.steps * m * self.max_samples_for(section)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "samples": int(self.samples),
+            "steps": int(self.steps),
+            "particles": int(self.particles),
+            "sampler": self.sampler,
+            "per_section": {int(k): int(v) for k, v in self.per_section.items()},
+            "max_samples": None if self.max_samples is None else int(self.max_samples),
+            "tolerance": float(self.tolerance),
+        }
+
+
+@dataclass
+class SectionResult:
+    """The task outputs of one section (arrays are numpy).
+
+    Attributes
+    ----------
+    index : section index.
+    boundary : (H, W) bool grain boundaries; None for the EBSD-only model.
+    boundary_confidence : (H, W) in [0, 1] (mean normalized Sobel map over the K samples).
+    ebsd_quaternions : (H, W, 4) super-resolved orientations; None for the PL-only model.
+    pl_denoised : (C_PL, H, W) denoised PL channels; None for the EBSD-only model.
+    uncertainty : per-pixel maps (``boundary_variance``, ``ebsd_spread_deg``, ``pl_std``).
+    samples : (K, C, H, W) raw posterior samples when requested, else None.
+    info : sampler facts (``samples``, ``network_evaluations``, ``seconds``, ``mean_ess``,
+        ``rounds``).
+    """
+
+    index: int
+    boundary: np.ndarray | None
+    boundary_confidence: np.ndarray | None
+    ebsd_quaternions: np.ndarray | None
+    pl_denoised: np.ndarray | None
+    uncertainty: dict[str, np.ndarray]
+    samples: np.ndarray | None
+    info: dict[str, Any]
+
+
+def sample_section(
+    model: DiffusionModel,
+    section: ObservedSection,
+    budget: Budget,
+    seed: int,
+    sample_indices: Sequence[int],
+    *,
+    bf16: bool = True,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Draw the posterior samples ``sample_indices`` of one section.
+
+    Returns
+    -------
+    samples : (k, C, H, W) float32 on the CPU.
+    info : ``network_evaluations`` and, for FPS-SMC, ``ess`` (per step and run).
+    """
+    obs = section.observation.for_variant(model.variant)
+    if obs.channels != model.channels:
+        raise ValueError(
+            f"the observation has {obs.channels} channels but the {model.variant!r} model takes "
+            f"{model.channels}; observe with the model's codec"
+        )
+    h, w = obs.shape[1:]
+    denoiser = (
+        model.net
+        if (h, w) == (model.window, model.window)
+        else TiledDenoiser(model.net, model.window)
+    )
+    device = next(model.net.parameters()).device
+    gens = sample_generators(seed, section.index, list(sample_indices), device=device)
+    obs = obs.to(device)
+    if budget.sampler == "fps_smc":
+        samples, info = fps_smc(
+            denoiser,
+            model.schedule,
+            obs,
+            gens,
+            num_steps=budget.steps,
+            particles=budget.particles,
+            autocast=bf16,
+        )
+    else:
+        samples, info = replacement_sampler(
+            denoiser, model.schedule, obs, gens, num_steps=budget.steps, autocast=bf16
+        )
+    return samples.float().cpu(), info
+
+
+def convergence_sums(samples: Any, variant: str) -> np.ndarray:
+    """Sums over samples of what adaptive budgets watch: the normalized edge map (the boundary
+    confidence is its mean) and the EBSD channels.
+
+    Parameters
+    ----------
+    samples : (k, C, H, W) channels of ``variant``.
+
+    Returns
+    -------
+    (S, H, W) float64 with S = 1 (edge map, if PL) + 3 (EBSD channels, if EBSD); summable over
+    requests, so a section's running means need no samples in the driver.
+    """
+    x = torch.as_tensor(samples).double().numpy()
+    parts = []
+    if variant != "ebsd":
+        pl = x[:, EBSD_CHANNELS:] if variant == "multimodal" else x
+        parts.append(edge_maps(pl).sum(axis=0)[None])
+    if variant != "pl":
+        parts.append(x[:, :EBSD_CHANNELS].sum(axis=0))
+    return np.concatenate(parts)
+
+
+def aggregate_change(previous_mean: np.ndarray, mean: np.ndarray, variant: str) -> float:
+    """Largest mean absolute change, between two rounds, of the boundary confidence and the EBSD
+    channel mean ((S, H, W) running means of :func:`convergence_sums`)."""
+    diff = np.abs(mean - previous_mean)
+    changes = []
+    if variant != "ebsd":
+        changes.append(float(diff[0].mean()))
+    if variant != "pl":
+        changes.append(float(diff[-EBSD_CHANNELS:].mean()))
+    return max(changes)
+
+
+def merge_section(
+    section: ObservedSection,
+    samples: torch.Tensor | np.ndarray,
+    codec: ChannelCodec,
+    variant: str,
+    *,
+    keep_samples: bool = False,
+    info: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> SectionResult:
+    """Merge one section's (K, C, H, W) samples into its task outputs (design.md section 7).
+
+    Needs the model's codec and variant only, not its network: it runs in aggregation tasks.
+    """
+    obs = section.observation.for_variant(variant)
+    samples = torch.as_tensor(samples).float()
+    out = aggregate(samples, codec, observed=obs.y, mask=obs.mask, variant=variant, seed=seed)
+
+    def f32(a):  # outputs are float32, in memory as in the store
+        return None if a is None else np.asarray(a, np.float32)
+
+    return SectionResult(
+        index=section.index,
+        boundary=out.get("boundary"),
+        boundary_confidence=f32(out.get("boundary_confidence")),
+        ebsd_quaternions=f32(out.get("ebsd_quaternions")),
+        pl_denoised=f32(out.get("pl_denoised")),
+        uncertainty={k: f32(v) for k, v in out.get("uncertainty", {}).items()},
+        samples=samples.numpy() if keep_samples else None,
+        info=dict(info or {}),
+    )
+
+
+def _boundary_metrics(prefix: str, boundary, confidence, true: np.ndarray) -> dict[str, float]:
+    c = chamfer(boundary, true)
+    return {
+        f"{prefix}chamfer": c["bidirectional"],
+        f"{prefix}chamfer_forward": c["forward"],
+        f"{prefix}chamfer_backward": c["backward"],
+        f"{prefix}blurred_bce": blurred_bce(confidence, true),
+    }
+
+
+def _ebsd_metrics(prefix: str, q: np.ndarray, truth) -> dict[str, float]:
+    d = disorientation_stats(q, truth.quaternions[0], truth.grain_ids[0], valid=truth.valid[0])
+    return {
+        f"{prefix}disorientation_mean_deg": d["mean_deg"],
+        f"{prefix}disorientation_boundary_deg": d["boundary_deg"],
+    }
+
+
+def section_metrics(
+    result: SectionResult, section: ObservedSection, codec, prefix: str = ""
+) -> dict[str, float]:
+    """Metrics of one section against its ground truth, for the model and the baselines.
+
+    The baselines (Sobel on the observed PL, nearest / bilinear upsampling of the observed EBSD,
+    the noisy PL itself) are computed from the same observation, so their names differ only by
+    their prefix: ``chamfer`` / ``sobel_chamfer``, ``disorientation_mean_deg`` /
+    ``bilinear_disorientation_mean_deg``, ``pl_psnr`` / ``observed_pl_psnr``.
+    """
+    truth = section.truth
+    if truth is None:
+        raise ValueError(f"section {section.index} has no ground truth to evaluate against")
+    true_b = grain_boundaries(truth.grain_ids[0])
+    obs = section.observation
+    out: dict[str, float] = {}
+    if result.boundary is not None:
+        out |= _boundary_metrics(prefix, result.boundary, result.boundary_confidence, true_b)
+    if result.ebsd_quaternions is not None:
+        out |= _ebsd_metrics(prefix, result.ebsd_quaternions, truth)
+    if result.pl_denoised is not None and section.clean is not None:
+        out[f"{prefix}pl_psnr"] = psnr(
+            result.pl_denoised, section.clean[3:].numpy(), data_range=2.0
+        )
+    if prefix:  # baselines once, with the main model
+        return out
+    sobel = sobel_baseline(obs.y[3:])
+    out |= _boundary_metrics("sobel_", sobel["boundary"], sobel["boundary_confidence"], true_b)
+    if section.clean is not None:
+        out["observed_pl_psnr"] = psnr(obs.y[3:].numpy(), section.clean[3:].numpy(), data_range=2.0)
+    if obs.mask[:3].sum() > 0:
+        for name, q in ebsd_baselines(obs.y, obs.mask, codec).items():
+            out |= _ebsd_metrics(f"{name}_", q, truth)
+    return out

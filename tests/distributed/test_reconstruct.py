@@ -1,0 +1,180 @@
+"""Volume reconstruction on a real local Ray cluster: same outputs as in-process whatever the
+replicas and request sizes, survives a killed replica, resumes, streams to a zarr store."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+import ray
+
+import ebsdray
+from ebsdray.io.reconstruction_store import ReconstructionStore
+
+BUDGET = ebsdray.Budget(samples=3, steps=4, particles=2)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_models):
+    return tiny_models["multimodal"][0]
+
+
+@pytest.fixture(scope="module")
+def observation():
+    vol = ebsdray.synthetic_volume((4, 16, 24), seed=21, grain_size=6)
+    return ebsdray.observe(vol, ebsd_fraction=1 / 4, pattern="grid", pl_noise=0.05, seed=2)
+
+
+@pytest.fixture(scope="module")
+def in_process(model, observation):
+    return ebsdray.reconstruct(
+        observation, model, BUDGET, seed=7, keep_samples=True, progress=False
+    )
+
+
+def assert_same(a, b):
+    assert len(a.sections) == len(b.sections)
+    for x, y in zip(a.sections, b.sections, strict=True):
+        assert x.index == y.index
+        np.testing.assert_array_equal(x.samples, y.samples)
+        np.testing.assert_array_equal(x.boundary, y.boundary)
+        np.testing.assert_array_equal(x.ebsd_quaternions, y.ebsd_quaternions)
+        np.testing.assert_array_equal(x.pl_denoised, y.pl_denoised)
+        for name in x.uncertainty:
+            np.testing.assert_array_equal(x.uncertainty[name], y.uncertainty[name])
+
+
+@pytest.mark.parametrize("replicas, per_request", [(1, None), (2, 1), (2, 2)])
+def test_ray_replicas_give_the_in_process_outputs(
+    ray_cluster, model, observation, in_process, replicas, per_request
+):
+    on_ray = ebsdray.reconstruct(
+        observation,
+        model,
+        BUDGET,
+        seed=7,
+        keep_samples=True,
+        replicas=replicas,
+        samples_per_request=per_request,
+        progress=False,
+    )
+    assert_same(on_ray, in_process)
+    assert [r["section"] for r in on_ray.records] == [0, 1, 2, 3]
+
+
+def test_a_killed_replica_changes_nothing(ray_cluster, model, observation, in_process):
+    killed = []
+
+    def kill_one_replica(record):
+        if killed:
+            return
+        names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
+        replica = ray.get_actor(next(n for n in names if n.endswith("-replica-0")))
+        pid = ray.get(replica.pid.remote())
+        os.kill(pid, signal.SIGKILL)  # a real crash, mid-job: sections 1-3 are still to come
+        killed.append(pid)
+
+    result = ebsdray.reconstruct(
+        observation,
+        model,
+        BUDGET,
+        seed=7,
+        keep_samples=True,
+        replicas=2,
+        samples_per_request=1,
+        on_section=kill_one_replica,
+        progress=False,
+    )
+    assert killed
+    assert_same(result, in_process)
+
+
+def test_store_resumes_an_interrupted_job_without_recomputing(
+    ray_cluster, model, observation, tmp_path, in_process
+):
+    out = tmp_path / "run"
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_two(record):
+        if record["section"] == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        ebsdray.reconstruct(
+            observation, model, BUDGET, seed=7, keep_samples=True, output_dir=out,
+            on_section=stop_after_two, progress=False,
+        )  # fmt: skip
+    finished = ReconstructionStore(out).completed()
+    assert finished == [0, 1]
+    before = {i: (out / "sections" / f"section_{i:05d}.json").stat().st_mtime_ns for i in finished}
+
+    computed = []
+    resumed = ebsdray.reconstruct(
+        observation, model, BUDGET, seed=7, keep_samples=True, output_dir=out, replicas=2,
+        on_section=lambda r: computed.append(r["section"]), progress=False,
+    )  # fmt: skip
+    assert sorted(computed) == [2, 3]  # 0 and 1 were kept
+    for i, mtime in before.items():
+        assert (out / "sections" / f"section_{i:05d}.json").stat().st_mtime_ns == mtime
+    assert_same(resumed, in_process)  # read back from zarr, identical to the in-memory run
+    assert len(list((out / "sections").glob("*.png"))) == 4
+    assert ebsdray.evaluate(resumed) == ebsdray.evaluate(in_process)
+
+
+def test_output_dir_of_another_job_is_refused_untouched(model, observation, tmp_path):
+    out = tmp_path / "run"
+    ebsdray.reconstruct(
+        observation, model, BUDGET, seed=7, sections=[0], output_dir=out, progress=False
+    )
+    files = sorted(p.relative_to(out) for p in out.rglob("*"))
+    other = ebsdray.Budget(samples=4, steps=4, particles=2)
+    with pytest.raises(FileExistsError, match=r"budget\.samples: 3 there, 4 now"):
+        ebsdray.reconstruct(observation, model, other, seed=7, output_dir=out, progress=False)
+    with pytest.raises(FileExistsError, match="seed: 7 there, 8 now"):
+        ebsdray.reconstruct(observation, model, BUDGET, seed=8, output_dir=out, progress=False)
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == files
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="holds other files"):
+        ebsdray.reconstruct(observation, model, BUDGET, output_dir=busy, progress=False)
+    assert (busy / "notes.txt").read_text() == "mine"
+
+
+def test_adaptive_budget_stops_when_the_aggregate_settles(model, observation):
+    loose = ebsdray.Budget(samples=2, steps=4, particles=2, max_samples=8, tolerance=10.0)
+    strict = ebsdray.Budget(samples=2, steps=4, particles=2, max_samples=8, tolerance=1e-9)
+    quick = ebsdray.reconstruct(observation, model, loose, sections=[0, 1], progress=False)
+    full = ebsdray.reconstruct(observation, model, strict, sections=[0, 1], progress=False)
+    # a round can only be judged against the one before: the loosest tolerance stops after two
+    assert [r["info"]["samples"] for r in quick.records] == [4, 4]
+    assert [r["info"]["rounds"] for r in quick.records] == [2, 2]
+    assert [r["info"]["samples"] for r in full.records] == [8, 8]
+    assert all(r["info"]["last_change"] > 0 for r in full.records)
+
+
+def test_adaptive_budget_is_deterministic_on_ray(ray_cluster, model, observation):
+    b = ebsdray.Budget(samples=2, steps=4, particles=2, max_samples=6, tolerance=0.05)
+    a = ebsdray.reconstruct(observation, model, b, seed=1, keep_samples=True, progress=False)
+    r = ebsdray.reconstruct(
+        observation, model, b, seed=1, keep_samples=True, replicas=2, samples_per_request=1,
+        progress=False,
+    )  # fmt: skip
+    assert [x["info"]["samples"] for x in a.records] == [x["info"]["samples"] for x in r.records]
+    assert_same(a, r)
+
+
+def test_too_many_replicas_are_refused_before_any_work(ray_cluster, model, observation):
+    with pytest.raises(ValueError, match="do not fit this cluster"):
+        ebsdray.reconstruct(observation, model, BUDGET, replicas=8, progress=False)
+
+
+def test_sections_smaller_than_the_window_are_refused(model):
+    small = ebsdray.observe(
+        ebsdray.synthetic_volume((1, 8, 8), seed=1, grain_size=4), ebsd_fraction=1
+    )
+    with pytest.raises(ValueError, match="smaller than the model's 16-pixel window"):
+        ebsdray.reconstruct(small, model, BUDGET, progress=False)

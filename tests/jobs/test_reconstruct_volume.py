@@ -1,0 +1,197 @@
+"""The volume reconstruction job: real Hydra composition, a real sqlite MLflow store, zarr outputs,
+Parquet tables; the script itself in a subprocess and under `ray job submit` (slow)."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import zarr
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from ebsdray.volume_job import run
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def tiny_overrides(checkpoint, home, out):
+    return [
+        f"paths.root={home}",
+        f"model={checkpoint}",
+        "synthetic.shape=[3,16,24]",
+        "synthetic.grain_size=6",
+        "observation.ebsd_fraction=0.25",
+        "budget.samples=2",
+        "budget.steps=3",
+        "budget.particles=2",
+        "progress=false",
+        f"output_dir={out}",
+    ]
+
+
+def composed(overrides):
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("reconstruct_volume", overrides=overrides)
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+@pytest.fixture(scope="module")
+def job(tiny_models, tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    out = home / "rec"
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    config = composed(tiny_overrides(tiny_models["multimodal"][1], home, out))
+    summary = run(config)
+    return {"home": home, "out": out, "config": config, "summary": summary}
+
+
+def test_outputs_store_tables_and_figures(job):
+    out = job["out"]
+    root = zarr.open_group(out / "reconstruction.zarr", mode="r")
+    assert root["boundary"].shape == (3, 16, 24) and root["boundary"].dtype == bool
+    assert root["ebsd_quaternions"].shape == (3, 16, 24, 4)
+    assert root["pl_denoised"].shape[0] == 3
+    assert set(root["uncertainty"].array_keys()) == {
+        "boundary_variance",
+        "pl_std",
+        "ebsd_spread_deg",
+    }
+    assert root["completed"][:].all() and (root["sample_count"][:] == 2).all()
+    assert "samples" not in root  # raw samples only on request
+    assert root.attrs["config"]["budget"]["samples"] == 2
+    assert root.attrs["identity"]["model"] == job["config"]["model"]
+    assert root.attrs["ebsdray_version"]
+    assert np.isfinite(root.attrs["overall"]["chamfer"])
+    table = pq.read_table(out / "metrics.parquet").to_pylist()
+    assert [r["section"] for r in table] == [0, 1, 2]
+    assert {"chamfer", "sobel_chamfer", "disorientation_mean_deg", "bilinear_disorientation_mean_deg",
+            "network_evaluations", "samples"} <= set(table[0])  # fmt: skip
+    for name in ("summary.png", "config.yaml", "summary.json", "sections/section_00002.png"):
+        assert (out / name).is_file(), name
+
+
+def test_mlflow_run_has_params_per_section_metrics_and_figures(job):
+    mlflow.set_tracking_uri(f"sqlite:///{job['home'] / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["ebsdray-reconstruct"])
+    assert len(runs) == 1
+    row = runs.iloc[0]
+    assert row["params.K"] == "2" and row["params.ebsd_fraction"] == "0.25"
+    for key in ("pattern", "sampler", "steps", "particles", "model", "seed"):
+        assert f"params.{key}" in runs.columns
+    client = mlflow.MlflowClient()
+    history = client.get_metric_history(row["run_id"], "chamfer")
+    assert sorted(m.step for m in history) == [0, 1, 2]
+    assert row["metrics.overall_chamfer"] == pytest.approx(np.mean([m.value for m in history]))
+    names = {a.path for a in client.list_artifacts(row["run_id"])}
+    assert {"summary.png", "config.yaml", "metrics.parquet", "sections"} <= names
+
+
+def test_rerun_resumes_the_same_run_and_keeps_outputs(job):
+    before = (job["out"] / "sections" / "section_00001.json").stat().st_mtime_ns
+    summary = run(job["config"])
+    assert summary["mlflow_run_id"] == job["summary"]["mlflow_run_id"]
+    assert (job["out"] / "sections" / "section_00001.json").stat().st_mtime_ns == before
+    assert summary["overall"] == job["summary"]["overall"]
+
+
+@pytest.mark.parametrize(
+    "override, error, message",
+    [
+        ("budget.samples=0", ValueError, "Budget.samples"),
+        ("observation.ebsd_fraction=2", ValueError, r"\[0, 1\]"),
+        ("observation.ebsd_fraction=0.3", ValueError, "1/s"),
+        ("observation.pattern=spiral", ValueError, "spiral"),
+        ("replica.num_cpus=0", ValueError, "positive"),
+        ("volume=/no/such/store.zarr", FileNotFoundError, "no ebsdray volume store"),
+    ],
+)
+def test_bad_config_fails_fast_and_writes_nothing(job, tmp_path, override, error, message):
+    config = composed(
+        [*tiny_overrides(job["config"]["model"], job["home"], tmp_path / "o"), override]
+    )
+    with pytest.raises(error, match=message):
+        run(config)
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_checkpoint_and_unknown_keys_are_named(job, tmp_path):
+    config = composed(tiny_overrides("/no/such/model.pt", job["home"], tmp_path / "o"))
+    with pytest.raises(FileNotFoundError, match=r"model\.pt"):
+        run(config)
+    with pytest.raises(Exception, match=r"budget\.sample"):
+        composed([*tiny_overrides("multimodal", job["home"], tmp_path / "o"), "budget.sample=3"])
+    assert not (tmp_path / "o").exists()
+
+
+def test_output_dir_of_another_job_fails_before_compute(job):
+    config = dict(job["config"], seed=5)
+    with pytest.raises(FileExistsError, match="seed: 0 there, 5 now"):
+        run(config)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_script_and_ray_job_submit_to_a_local_head(tiny_models, tmp_path):
+    """`python jobs/reconstruct_volume.py` and `ray job submit` to a `ray start --head` cluster."""
+    home = tmp_path / "home"
+    env = {**os.environ, "EBSDRAY_HOME": str(home), "RAY_worker_niceness": "0"}
+    # Ray 2.60 turns token auth on for local heads; the job CLI sends the token only in token mode.
+    env["RAY_AUTH_MODE"] = "token"
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("RAY_ADDRESS", None)
+    ckpt = tiny_models["multimodal"][1]
+    args = [a for a in tiny_overrides(ckpt, home, "x") if not a.startswith(("output_dir", "paths"))]
+    script = subprocess.run(
+        [sys.executable, "jobs/reconstruct_volume.py", *args, "replicas=1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert script.returncode == 0, script.stderr[-3000:]
+    assert (
+        "reconstructed 3 sections" in script.stdout
+        and "mlflow ui --backend-store-uri" in script.stdout
+    )
+    assert len(list((home / "reconstructions").glob("*/reconstruction.zarr"))) == 1
+
+    port, dash = _free_port(), _free_port()
+    bin_dir = Path(sys.executable).parent
+    temp = Path("/tmp") / f"ebsdray-ray-{os.getpid()}"  # short: unix socket paths are limited
+    head = subprocess.Popen(
+        [str(bin_dir / "ray"), "start", "--head", "--block", f"--port={port}", "--num-cpus=2",
+         "--include-dashboard=true", f"--dashboard-port={dash}", f"--temp-dir={temp}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        address = f"http://127.0.0.1:{dash}"
+        submit = None
+        for _ in range(60):  # the dashboard takes a while to come up
+            time.sleep(2)
+            submit = subprocess.run(
+                [str(bin_dir / "ray"), "job", "submit", f"--address={address}",
+                 "--working-dir", str(ROOT), "--",
+                 sys.executable, "jobs/reconstruct_volume.py", *args, "cluster=auto",
+                 f"output_dir={home / 'submitted'}"],
+                env=env, capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+            if "Connection refused" not in submit.stderr + submit.stdout:
+                break
+        assert submit.returncode == 0, (submit.stdout + submit.stderr)[-3000:]
+        assert "reconstructed 3 sections" in submit.stdout
+        assert json.loads((home / "submitted" / "summary.json").read_text())["sections"] == 3
+    finally:
+        head.terminate()
+        head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
