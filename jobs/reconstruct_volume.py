@@ -2,7 +2,7 @@
 
     python jobs/reconstruct_volume.py                        # synthetic test volume, defaults
     python jobs/reconstruct_volume.py volume=example crop=[96,96] observation.ebsd_fraction=0.25
-    ray job submit --working-dir . -- python jobs/reconstruct_volume.py cluster=auto
+    ray job submit --working-dir . -- python jobs/reconstruct_volume.py
 
 Config: configs/reconstruct_volume.yaml. The work is in :mod:`ebsdray.volume_job`.
 """

@@ -51,8 +51,9 @@ class ReplicaResources:
 
 
 def connect(cluster: str | None) -> None:
-    """Join a Ray cluster: ``"auto"`` (the running one), an address, or None (the one this
-    process is already connected to, else a new local one)."""
+    """Join a Ray cluster unless this process already has one: ``"auto"`` (the running one), an
+    address, or ``"local"`` / None (plain ``ray.init()``: the cluster named by ``RAY_ADDRESS``, as
+    inside ``ray job submit``, else a new local one)."""
     if ray.is_initialized():
         return
     if cluster in (None, "local"):

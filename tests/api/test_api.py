@@ -139,7 +139,14 @@ def test_bad_observations_are_named(volume, kwargs, message):
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"samples": 0}, "samples"), ({"steps": 5000}, "1000"), ({"sampler": "dps"}, "dps")],
+    [
+        ({"samples": 0}, "samples"),
+        ({"steps": 5000}, "1000"),
+        ({"sampler": "dps"}, "dps"),
+        ({"samples": 8, "max_samples": 4}, "max_samples"),
+        ({"max_samples": 16, "tolerance": 0}, "tolerance"),
+        ({"per_section": {2: 0}}, "per-section"),
+    ],
 )
 def test_bad_budgets_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -45,7 +45,7 @@ def composed(overrides):
 
 
 @pytest.fixture(scope="module")
-def job(tiny_models, tmp_path_factory):
+def job(ray_cluster, tiny_models, tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     out = home / "rec"
     os.environ.pop("MLFLOW_TRACKING_URI", None)
@@ -182,7 +182,7 @@ def test_script_and_ray_job_submit_to_a_local_head(tiny_models, tmp_path):
             submit = subprocess.run(
                 [str(bin_dir / "ray"), "job", "submit", f"--address={address}",
                  "--working-dir", str(ROOT), "--",
-                 sys.executable, "jobs/reconstruct_volume.py", *args, "cluster=auto",
+                 sys.executable, "jobs/reconstruct_volume.py", *args,
                  f"output_dir={home / 'submitted'}"],
                 env=env, capture_output=True, text=True, timeout=600,
             )  # fmt: skip
@@ -195,3 +195,19 @@ def test_script_and_ray_job_submit_to_a_local_head(tiny_models, tmp_path):
         head.terminate()
         head.wait(timeout=60)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_sweep_jobs_nest_under_one_parent_run(job, tmp_path):
+    sweep = {"dir": str(tmp_path / "sweep"), "name": "sweep test"}
+    ids = []
+    for k in (1, 2):
+        overrides = tiny_overrides(job["config"]["model"], job["home"], tmp_path / f"k{k}")
+        config = composed([*overrides, f"budget.samples={k}", "sections=[0]"])
+        config["mlflow"]["experiment"] = "ebsdray-sweep-test"
+        ids.append(run(config, sweep=sweep)["mlflow_run_id"])
+    client = mlflow.MlflowClient(f"sqlite:///{job['home'] / 'mlflow.db'}")
+    parents = {client.get_run(i).data.tags["mlflow.parentRunId"] for i in ids}
+    assert len(parents) == 1
+    parent = client.get_run(parents.pop())
+    assert parent.data.tags["ebsdray.sweep"] == sweep["dir"]
+    assert [client.get_run(i).data.params["K"] for i in ids] == ["1", "2"]
