@@ -107,8 +107,12 @@ def _sections(observation: ObservedVolume, sections: Sequence[int] | None) -> li
     return [int(s) for s in sections]
 
 
-def check_fit(observation: ObservedVolume, model: DiffusionModel) -> None:
-    """Refuse, before any compute, an observation the model cannot reconstruct."""
+def check_inputs(
+    observation: ObservedVolume, model: DiffusionModel, sections: Sequence[int]
+) -> None:
+    """Refuse, before any compute, an observation the model cannot reconstruct: sections smaller
+    than the model window, nothing to condition on, non-finite orientations at indexed pixels
+    (every section is read once; cheap next to sampling)."""
     _, h, w = observation.shape
     if min(h, w) < model.window:
         raise ValueError(
@@ -118,7 +122,17 @@ def check_fit(observation: ObservedVolume, model: DiffusionModel) -> None:
         )
     if model.variant == "ebsd" and observation.spec.pattern == "none":
         raise ValueError("the EBSD-only model has nothing to condition on with pattern='none'")
-    observation.section(0, model.codec).observation.for_variant(model.variant)
+    for i in sections:
+        truth = observation.truth.section(i)
+        q = np.asarray(truth.quaternions[0])[truth.valid[0]]
+        bad = int((~np.isfinite(q).all(axis=-1)).sum())
+        if bad:
+            raise ValueError(
+                f"section {i} has {bad} indexed pixels with NaN or inf orientations; mark them "
+                "unindexed (grain id 0, valid False) or repair the volume"
+            )
+    if sections:
+        observation.section(sections[0], model.codec).observation.for_variant(model.variant)
 
 
 def prepare_output(
@@ -216,7 +230,7 @@ def reconstruct(
     """
     budget = budget or Budget()
     indices = _sections(observation, sections)
-    check_fit(observation, model)
+    check_inputs(observation, model, indices)
     store = None
     records: dict[int, dict[str, Any]] = {}
     if output_dir is not None:

@@ -160,8 +160,10 @@ def test_sections_out_of_range(models, volume):
 
 
 def test_nan_in_ground_truth_orientations_is_refused(models):
-    vol = ebsdray.synthetic_volume((1, 16, 16), seed=2, grain_size=6)
-    vol.quaternions[0, 3, 3] = np.nan
+    vol = ebsdray.synthetic_volume((3, 16, 16), seed=2, grain_size=6)
+    vol.quaternions[2, 3, 3] = np.nan  # in the last section: refused before the first is sampled
     obs = ebsdray.observe(vol, ebsd_fraction=1, seed=0)
-    with pytest.raises(ValueError, match="NaN"):
-        ebsdray.reconstruct(obs, models["multimodal"], SMALL)
+    done = []
+    with pytest.raises(ValueError, match="section 2 has 1 indexed pixels with NaN"):
+        ebsdray.reconstruct(obs, models["multimodal"], SMALL, on_section=done.append)
+    assert done == []
