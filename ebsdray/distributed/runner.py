@@ -93,7 +93,7 @@ class _Section:
     sums: np.ndarray | None = None
     previous_mean: np.ndarray | None = None
     rounds: int = 0
-    change: float = float("nan")
+    changes: list[float] = field(default_factory=list)
     facts: dict[str, float] = field(
         default_factory=lambda: {"network_evaluations": 0, "seconds": 0.0, "ess_sum": 0.0}
     )
@@ -162,9 +162,9 @@ def run_sections(
         s.rounds += 1
         mean = s.sums / s.target
         if s.previous_mean is not None:
-            s.change = aggregate_change(s.previous_mean, mean, model.variant)
+            s.changes.append(aggregate_change(s.previous_mean, mean, model.variant))
         s.previous_mean = mean
-        converged = s.rounds > 1 and s.change <= budget.tolerance
+        converged = bool(s.changes) and s.changes[-1] <= budget.tolerance
         if budget.adaptive and not converged and s.target < s.cap:
             s.target = min(s.cap, s.target + s.round_size)
             return
@@ -176,8 +176,9 @@ def run_sections(
         }
         if s.facts["ess_sum"]:
             info["mean_ess"] = s.facts["ess_sum"] / s.target
-        if budget.adaptive:
-            info["last_change"] = s.change
+        if budget.adaptive:  # how the aggregate settled, round by round
+            info["changes"] = s.changes
+            info["last_change"] = s.changes[-1] if s.changes else float("nan")
         blocks = [s.blocks[k] for k in sorted(s.blocks)]
         finishing[backend.finish(s.handle, info, spec, blocks)] = s.index
         del open_[s.index]
