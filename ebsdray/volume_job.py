@@ -126,6 +126,8 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
         raise ValueError(
             f"replicas must be >= 1 or null (as many as fit); got {config['replicas']}"
         )
+    if not config.get("output_dir"):
+        raise ValueError("output_dir must be set (the job script defaults it under paths)")
     volume, source = load_input(config["volume"], config["synthetic"], config["crop"])
     model = load_model(config["model"])
     seed = int(config["seed"])

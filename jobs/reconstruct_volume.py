@@ -9,6 +9,8 @@ Config: configs/reconstruct_volume.yaml. The work is in :mod:`ebsdray.volume_job
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -20,10 +22,16 @@ from ebsdray.volume_job import run
 @hydra.main(version_base="1.3", config_path="../configs", config_name="reconstruct_volume")
 def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
+    config = OmegaConf.to_container(cfg, resolve=True)
     sweep = None
     if hc.mode == RunMode.MULTIRUN:
-        sweep = {"dir": str(hc.sweep.dir), "name": f"sweep {hc.sweep.dir.split('/')[-1]}"}
-    summary = run(OmegaConf.to_container(cfg, resolve=True), sweep=sweep)
+        stamp = Path(hc.sweep.dir).name
+        sweep = {"dir": str(hc.sweep.dir), "name": f"sweep {stamp}"}
+        default_dir = Path(config["paths"]["reconstructions"]) / stamp / str(hc.job.num)
+    else:
+        default_dir = Path(config["paths"]["reconstructions"]) / Path(hc.run.dir).name
+    config["output_dir"] = config["output_dir"] or str(default_dir)
+    summary = run(config, sweep=sweep)
     overall = summary["overall"]
     print(f"\nreconstructed {summary['sections']} sections in {summary['wall_seconds']:.0f} s")
     for key in (

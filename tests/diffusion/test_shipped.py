@@ -6,7 +6,7 @@ import torch
 import ebsdray
 
 
-@pytest.mark.parametrize("name", ["multimodal"])  # ebsd and pl join when their training is done
+@pytest.mark.parametrize("name", ["multimodal", "ebsd", "pl"])
 def test_shipped_model_loads_by_name(name):
     model = ebsdray.load_model(name)
     assert model.variant == name and model.source == name
