@@ -71,7 +71,7 @@ class Budget:
     sampler: str = "fps_smc"
     per_section: Mapping[int, int] = field(default_factory=dict)
     max_samples: int | None = None
-    tolerance: float = 0.02
+    tolerance: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("samples", "steps", "particles"):
