@@ -142,17 +142,21 @@ def prepare_output(
     budget: Budget,
     *,
     seed: int = 0,
+    sections: Sequence[int] | None = None,
     bf16: bool = True,
     keep_samples: bool = False,
     identity: dict[str, Any] | None = None,
     store_attrs: dict[str, Any] | None = None,
 ) -> ReconstructionStore:
-    """Create the output store of a reconstruction, or reopen it to resume the same job.
+    """Check the inputs, then create the output store of a reconstruction, or reopen it to
+    resume the same job.
 
-    Cheap and idempotent: call it before spending compute to fail fast on an ``output_dir``
-    that holds other files or another job's results (``FileExistsError`` naming the
-    differences). Arguments as in :func:`reconstruct`.
+    Cheap and idempotent: call it before spending compute (e.g. before opening a tracking run)
+    to fail fast on bad inputs or on an ``output_dir`` that holds other files or another job's
+    results (``FileExistsError`` naming the differences), then pass the store to
+    :func:`reconstruct` as its ``output_dir``. Arguments as in :func:`reconstruct`.
     """
+    check_inputs(observation, model, _sections(observation, sections))
     facts = {
         "model": model.source,
         "model_provenance": model.provenance,
@@ -191,8 +195,9 @@ def reconstruct(
     replicas: int | None = None,
     resources: ReplicaResources | None = None,
     samples_per_request: int | None = None,
-    output_dir: str | os.PathLike[str] | None = None,
+    output_dir: str | os.PathLike[str] | ReconstructionStore | None = None,
     figures: bool = True,
+    evaluate: bool = True,
     identity: dict[str, Any] | None = None,
     store_attrs: dict[str, Any] | None = None,
     on_section: Callable[[dict[str, Any]], None] | None = None,
@@ -219,7 +224,9 @@ def reconstruct(
     output_dir : stream each section's outputs into a zarr store there (see
         :mod:`ebsdray.io.reconstruction_store`), with a figure per section; sections already
         finished by the same job are skipped (resume). The result then reads sections lazily.
+        A store from :func:`prepare_output` (called with the same arguments) is used as is.
     figures : write a PNG per section into ``output_dir``.
+    evaluate : score each section against its ground truth, when it has one (``records``).
     identity : extra facts that define the job for resume checks (e.g. the volume's source).
     store_attrs : extra attributes for the store (e.g. the resolved job config).
     on_section : called with each finished section's record ``{"section", "info", "metrics"}``.
@@ -230,21 +237,26 @@ def reconstruct(
     """
     budget = budget or Budget()
     indices = _sections(observation, sections)
-    check_inputs(observation, model, indices)
     store = None
     records: dict[int, dict[str, Any]] = {}
-    if output_dir is not None:
+    if isinstance(output_dir, ReconstructionStore):
+        store = output_dir  # from prepare_output, which checked the inputs
+    elif output_dir is not None:
         store = prepare_output(
             output_dir,
             observation,
             model,
             budget,
             seed=seed,
+            sections=indices,
             bf16=bf16,
             keep_samples=keep_samples,
             identity=identity,
             store_attrs=store_attrs,
         )
+    else:
+        check_inputs(observation, model, indices)
+    if store is not None:
         finished = set(store.completed())
         records = {i: store.record(i) for i in indices if i in finished}
         todo = [i for i in indices if i not in finished]
@@ -255,6 +267,7 @@ def reconstruct(
         variant=model.variant,
         seed=seed,
         keep_samples=keep_samples,
+        evaluate=evaluate,
         output_dir=None if store is None else str(store.output_dir),
         figure=figures,
     )

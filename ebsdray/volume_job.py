@@ -31,7 +31,6 @@ from ebsdray.data.volume import Volume
 from ebsdray.diffusion.pretrained import load_model
 from ebsdray.figures import summary_figure
 from ebsdray.io import example_ebsd_map_path, open_volume, read_ebsd_map
-from ebsdray.io.reconstruction_store import ReconstructionStore
 from ebsdray.io.volume_store import VolumeStore
 from ebsdray.observation import observe
 from ebsdray.tracking import ensure_experiment, flatten, resolve_tracking_uri, start_run
@@ -133,14 +132,19 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
     seed = int(config["seed"])
     observation = observe(volume, **config["observation"], seed=seed)
     out = Path(config["output_dir"]).expanduser().resolve()
-    store_kwargs = {
-        "seed": seed,
-        "bf16": config["bf16"],
-        "keep_samples": config["keep_samples"],
-        "identity": {"volume": source},
-        "store_attrs": {"config": config},
-    }
-    prepare_output(out, observation, model, budget, **store_kwargs)  # fail fast, or resume
+    # every check before the MLflow run opens and before any sampling; resumes a same-job store
+    store = prepare_output(
+        out,
+        observation,
+        model,
+        budget,
+        seed=seed,
+        sections=config["sections"],
+        bf16=config["bf16"],
+        keep_samples=config["keep_samples"],
+        identity={"volume": source},
+        store_attrs={"config": config},
+    )
 
     ml = config["mlflow"]
     run_file = out / "mlflow_run.json"
@@ -193,10 +197,9 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
             replicas=config["replicas"],
             resources=resources,
             samples_per_request=config["samples_per_request"],
-            output_dir=out,
+            output_dir=store,
             figures=config["figures"],
-            identity=store_kwargs["identity"],
-            store_attrs=store_kwargs["store_attrs"],
+            evaluate=config["evaluate"],
             on_section=on_section,
         )
         records = result.records
@@ -217,5 +220,5 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
         }
         mlflow.log_metric("wall_seconds", summary["wall_seconds"])
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
-    ReconstructionStore(out).finalize({"overall": overall, "mlflow_run_id": active.info.run_id})
+    store.finalize({"overall": overall, "mlflow_run_id": active.info.run_id})
     return summary

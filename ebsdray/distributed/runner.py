@@ -130,7 +130,7 @@ def run_sections(
     max_in_flight = max_in_flight or 2 * replicas
     max_open = max_open or replicas + 1
     open_: dict[int, _Section] = {}
-    requests: dict[Any, tuple[_Section, int]] = {}  # facts handle -> (section, first index)
+    requests: dict[Any, _Section] = {}  # facts handle -> its section
     finishing: dict[Any, int] = {}
     done: dict[int, dict[str, Any]] = {}
     bar = tqdm(total=len(queue), desc="sections", unit="section", disable=not progress)
@@ -192,7 +192,7 @@ def run_sections(
             indices = list(range(s.submitted, s.submitted + n))
             samples, facts = backend.draw(s.handle, budget, seed, indices, bf16)
             s.blocks[s.submitted] = samples
-            requests[facts] = (s, s.submitted)
+            requests[facts] = s
             s.submitted += n
             s.pending += 1
         # finished sections first: their records reach on_section as early as possible
@@ -205,7 +205,7 @@ def run_sections(
                 if on_section is not None:
                     on_section(out["record"])
                 continue
-            s, _ = requests.pop(handle)
+            s = requests.pop(handle)
             facts = backend.get(handle)
             s.pending -= 1
             s.sums = facts["sums"] if s.sums is None else s.sums + facts["sums"]

@@ -20,8 +20,13 @@ from ebsdray.diffusion.pretrained import DiffusionModel
 from ebsdray.figures import section_figure
 from ebsdray.io.reconstruction_store import ReconstructionStore
 from ebsdray.observation import ObservedSection
-from ebsdray.posterior import Budget, convergence_sums, merge_section, sample_section
-from ebsdray.posterior import section_metrics as score_section
+from ebsdray.posterior import (
+    Budget,
+    convergence_sums,
+    merge_section,
+    sample_section,
+    section_metrics,
+)
 
 
 def draw(
@@ -99,7 +104,7 @@ def finish(
     )
     metrics = {}
     if spec.evaluate and section.truth is not None:
-        metrics = score_section(result, section, spec.codec)
+        metrics = section_metrics(result, section, spec.codec)
     result.info["aggregation_seconds"] = time.perf_counter() - t0
     record = {"section": section.index, "info": result.info, "metrics": metrics}
     if spec.output_dir is None:
