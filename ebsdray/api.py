@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
 from ebsdray.diffusion.pretrained import DiffusionModel
 from ebsdray.distributed.replicas import (
@@ -38,7 +40,7 @@ from ebsdray.distributed.work import FinishSpec
 from ebsdray.io.reconstruction_store import ReconstructionStore
 from ebsdray.io.volume_store import ebsdray_version
 from ebsdray.observation import ObservedVolume
-from ebsdray.posterior import Budget, SectionResult, section_metrics
+from ebsdray.posterior import Budget, SectionResult, probe_sample_cost, section_metrics
 
 __all__ = [
     "Budget",
@@ -143,7 +145,7 @@ def prepare_output(
     *,
     seed: int = 0,
     sections: Sequence[int] | None = None,
-    bf16: bool = True,
+    precision: str = "auto",
     keep_samples: bool = False,
     identity: dict[str, Any] | None = None,
     store_attrs: dict[str, Any] | None = None,
@@ -165,7 +167,7 @@ def prepare_output(
         "volume_shape": list(observation.shape),
         "budget": budget.to_dict(),
         "seed": int(seed),
-        "bf16": bool(bf16),
+        "precision": str(precision),
         "keep_samples": bool(keep_samples),
         **(identity or {}),
     }
@@ -181,6 +183,45 @@ def prepare_output(
     )
 
 
+def _announce(
+    model: DiffusionModel,
+    observation: ObservedVolume,
+    budget: Budget,
+    todo: Sequence[int],
+    precision: str,
+    replicas: int,
+    threads: int,
+) -> None:
+    """Say up front what the job will cost: network evaluations and time, from a short probe
+    of the network in this process (with a replica's thread count)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        cost = probe_sample_cost(model, observation.section(todo[0], model.codec), budget,
+                                 precision=precision)  # fmt: skip
+    finally:
+        torch.set_num_threads(previous)
+    samples = sum(budget.max_samples_for(i) for i in todo)
+    seconds = samples * cost["seconds_per_sample"] / max(replicas, 1)
+    bound = "at most " if budget.adaptive else ""
+    tqdm.write(
+        f"ebsdray: {len(todo)} sections, {bound}{samples} posterior samples, "
+        f"{bound}{samples * cost['network_evaluations']:,} network evaluations "
+        f"({cost['steps']} steps x {cost['windows_per_step']} windows per sample); "
+        f"estimated {bound}{_duration(seconds)} on {replicas} replica(s) "
+        f"(probe: {cost['windows_per_second']:.0f} windows/s, {cost['precision']}, "
+        f"{threads} thread(s))"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def reconstruct(
     observation: ObservedVolume,
     model: DiffusionModel,
@@ -189,7 +230,7 @@ def reconstruct(
     seed: int = 0,
     sections: Sequence[int] | None = None,
     keep_samples: bool = False,
-    bf16: bool = True,
+    precision: str = "auto",
     progress: bool = True,
     cluster: str | None = None,
     replicas: int | None = None,
@@ -217,7 +258,9 @@ def reconstruct(
     seed : base seed of the posterior samples.
     sections : subset of section indices (default all).
     keep_samples : keep the raw K samples in each result (and in the store).
-    bf16 : bf16 autocast for the network (about 2x faster on AVX-512-bf16 CPUs).
+    precision : ``"auto"`` (bf16 where the replica's device runs it natively, else fp32),
+        ``"fp32"`` or ``"bf16"``; of the network only (:mod:`ebsdray.precision`). The one
+        used is in each section's ``info["precision"]``.
     cluster, replicas, resources : where to run (Ray) and how many model replicas of what size
         (default: as many as the cluster can place; see :class:`ReplicaResources`).
     samples_per_request : samples per replica request (does not change results).
@@ -249,7 +292,7 @@ def reconstruct(
             budget,
             seed=seed,
             sections=indices,
-            bf16=bf16,
+            precision=precision,
             keep_samples=keep_samples,
             identity=identity,
             store_attrs=store_attrs,
@@ -278,6 +321,9 @@ def reconstruct(
         backend = RayBackend(model, replicas or default_replicas(resources), resources)
     else:
         backend = LocalBackend(model)
+    if progress and todo:
+        threads = resources.threads if on_ray else torch.get_num_threads()
+        _announce(model, observation, budget, todo, precision, backend.replicas, threads)
     try:
         done = run_sections(
             backend,
@@ -287,7 +333,7 @@ def reconstruct(
             spec,
             seed=seed,
             sections=todo,
-            bf16=bf16,
+            precision=precision,
             samples_per_request=samples_per_request,
             on_section=on_section,
             progress=progress,

@@ -5,15 +5,16 @@
     result = merge_section(section, samples, model.codec, model.variant)  # task outputs
     metrics = section_metrics(result, section, model.codec)               # vs ground truth
 
-Every posterior sample ``k`` of section ``d`` draws from ``SeedSequence([seed, d, k])`` and the
-network runs in bf16, whose CPU kernels give every batch element the same result whatever the
-batch: a section's samples are identical however they are split over requests and replicas.
-(In fp32 the GEMM blocking depends on the batch size and samples differ by ~1e-6.)
+Every posterior sample ``k`` of section ``d`` draws from ``SeedSequence([seed, d, k])`` and its
+particles (x tiles) are their own network calls, whose shapes depend on the section and budget
+only: a section's samples are bitwise identical however they are split over requests and
+replicas, in fp32 and in bf16.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +27,9 @@ from ebsdray.aggregate.boundaries import edge_maps
 from ebsdray.conventions import EBSD_CHANNELS
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.diffusion.pretrained import DiffusionModel
+from ebsdray.inverse._common import evaluate, network_mode, plan_levels
 from ebsdray.inverse.baseline import replacement_sampler
-from ebsdray.inverse.fps_smc import fps_smc, sample_generators
+from ebsdray.inverse.fps_smc import SIGMA_FLOOR, fps_smc, sample_generators
 from ebsdray.inverse.tiling import TiledDenoiser
 from ebsdray.metrics import (
     blurred_bce,
@@ -39,6 +41,7 @@ from ebsdray.metrics import (
     sobel_baseline,
 )
 from ebsdray.observation import ObservedSection
+from ebsdray.precision import resolve_precision
 
 SAMPLERS = ("fps_smc", "replacement")
 
@@ -162,14 +165,18 @@ def sample_section(
     seed: int,
     sample_indices: Sequence[int],
     *,
-    bf16: bool = True,
+    precision: str = "auto",
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Draw the posterior samples ``sample_indices`` of one section.
+
+    ``precision`` ("auto", "fp32", "bf16") is resolved on the model's device
+    (:func:`ebsdray.precision.resolve_precision`).
 
     Returns
     -------
     samples : (k, C, H, W) float32 on the CPU.
-    info : ``network_evaluations`` and, for FPS-SMC, ``ess`` (per step and run).
+    info : ``network_evaluations``, ``precision`` (the one used) and, for FPS-SMC, ``ess`` (per
+        step and run).
     """
     obs = section.observation.for_variant(model.variant)
     if obs.channels != model.channels:
@@ -184,6 +191,7 @@ def sample_section(
         else TiledDenoiser(model.net, model.window)
     )
     device = next(model.net.parameters()).device
+    precision = resolve_precision(precision, device)
     gens = sample_generators(seed, section.index, list(sample_indices), device=device)
     obs = obs.to(device)
     if budget.sampler == "fps_smc":
@@ -194,13 +202,60 @@ def sample_section(
             gens,
             num_steps=budget.steps,
             particles=budget.particles,
-            autocast=bf16,
+            precision=precision,
         )
     else:
         samples, info = replacement_sampler(
-            denoiser, model.schedule, obs, gens, num_steps=budget.steps, autocast=bf16
+            denoiser, model.schedule, obs, gens, num_steps=budget.steps, precision=precision
         )
+    info["precision"] = precision
     return samples.float().cpu(), info
+
+
+def probe_sample_cost(
+    model: DiffusionModel,
+    section: ObservedSection,
+    budget: Budget,
+    *,
+    precision: str = "auto",
+    seconds: float = 0.5,
+) -> dict[str, Any]:
+    """What one posterior sample of ``section`` costs, measured here with a short probe.
+
+    Counts the sampler's steps (its plan, including pinned levels and the fine tail) and the
+    windows per step (particles x tiles), then times the network on that batch in this process.
+
+    Returns
+    -------
+    dict: ``steps``, ``windows_per_step``, ``network_evaluations`` (windows per sample),
+    ``windows_per_second`` (probe), ``seconds_per_sample`` (estimate), ``precision``.
+    """
+    obs = section.observation.for_variant(model.variant)
+    h, w = obs.shape[1:]
+    tiles = TiledDenoiser(model.net, model.window).layout(h, w)[0]
+    fps = budget.sampler == "fps_smc"
+    tail = max(budget.steps // 4, 1) if fps else 0
+    plan = plan_levels(model.schedule, budget.steps, obs.sigma, True, SIGMA_FLOOR, tail)
+    windows = (budget.particles if fps else 1) * len(tiles)
+    device = next(model.net.parameters()).device
+    precision = resolve_precision(precision, device)
+    x = torch.zeros(1, windows, model.channels, model.window, model.window, device=device)
+    with network_mode(model.net):
+        evaluate(model.net, x, 500, 256, precision)  # warm-up: first calls allocate
+        calls, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds or calls < 2:
+            evaluate(model.net, x, 500, 256, precision)
+            calls += 1
+        rate = calls * windows / (time.perf_counter() - t0)
+    evals = len(plan.timesteps) * windows
+    return {
+        "steps": len(plan.timesteps),
+        "windows_per_step": windows,
+        "network_evaluations": evals,
+        "windows_per_second": rate,
+        "seconds_per_sample": evals / rate,
+        "precision": precision,
+    }
 
 
 def convergence_sums(samples: Any, variant: str) -> np.ndarray:

@@ -37,7 +37,7 @@ from ebsdray.tracking import ensure_experiment, flatten, resolve_tracking_uri, s
 
 KEYS = {
     "volume", "synthetic", "crop", "sections", "observation", "budget", "model", "replicas",
-    "replica", "cluster", "samples_per_request", "seed", "keep_samples", "bf16", "output_dir",
+    "replica", "cluster", "samples_per_request", "seed", "keep_samples", "precision", "output_dir",
     "evaluate", "figures", "mlflow", "progress",
 }  # fmt: skip
 
@@ -140,7 +140,7 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
         budget,
         seed=seed,
         sections=config["sections"],
-        bf16=config["bf16"],
+        precision=config["precision"],
         keep_samples=config["keep_samples"],
         identity={"volume": source},
         store_attrs={"config": config},
@@ -167,6 +167,7 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
                     "model": model.source,
                     "variant": model.variant,
                     "seed": seed,
+                    "precision": config["precision"],
                     "replicas": config["replicas"],
                     "sections": len(observation),
                     "output_dir": str(out),
@@ -178,7 +179,9 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
 
         def on_section(record: dict[str, Any]) -> None:
             nonlocal logged_figures
-            numbers = {k: v for k, v in _row(record).items() if k != "section"}
+            numbers = {
+                k: v for k, v in _row(record).items() if k != "section" and not isinstance(v, str)
+            }
             mlflow.log_metrics({k: float(v) for k, v in numbers.items()}, step=record["section"])
             png = out / "sections" / f"section_{record['section']:05d}.png"
             if png.exists() and logged_figures < int(ml["section_figures"]):
@@ -191,7 +194,7 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
             budget,
             sections=config["sections"],
             keep_samples=config["keep_samples"],
-            bf16=config["bf16"],
+            precision=config["precision"],
             progress=config["progress"],
             cluster=config["cluster"],
             replicas=config["replicas"],
@@ -203,6 +206,8 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
             on_section=on_section,
         )
         records = result.records
+        used = sorted({r["info"].get("precision", "") for r in records} - {""})
+        mlflow.set_tag("precision_used", "+".join(used))
         pq.write_table(pa.Table.from_pylist([_row(r) for r in records]), out / "metrics.parquet")
         overall = summarize(records) if config["evaluate"] else {}
         summary_figure(records, out / "summary.png", title=f"{name}  ({out.name})")
@@ -213,6 +218,8 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
             "output_dir": str(out),
             "store": str(out / "reconstruction.zarr"),
             "sections": len(records),
+            "precision": config["precision"],
+            "precision_used": "+".join(used),
             "wall_seconds": time.perf_counter() - t0,
             "mlflow_run_id": active.info.run_id,
             "mlflow_tracking_uri": resolve_tracking_uri(ml["tracking_uri"]),

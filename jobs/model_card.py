@@ -27,7 +27,7 @@ def main(cfg: DictConfig) -> None:
         samples=c["samples"],
         steps=c["steps"],
         seed=c["seed"],
-        bf16=c["bf16"],
+        precision=c["precision"],
         split=c["split"],
         figure_path=out_dir / "samples.png",
     )

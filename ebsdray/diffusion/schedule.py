@@ -18,12 +18,13 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+from ebsdray.precision import network_autocast
 
 __all__ = [
     "Denoiser",
@@ -249,7 +250,7 @@ def unconditional_sample(
     num_steps: int,
     generator: torch.Generator,
     eta: float = 1.0,
-    autocast: bool = False,
+    precision: str = "fp32",
     clip: bool = True,
 ) -> Tensor:
     """Draw unconditional samples with the respaced DDIM/DDPM chain (for quality checks).
@@ -266,9 +267,8 @@ def unconditional_sample(
         All noise comes from it, on its device.
     eta : float
         1.0 = ancestral (DDPM-like), 0.0 = deterministic DDIM.
-    autocast : bool
-        Run the network under bf16 autocast (about 2x faster on AVX-512-bf16 CPUs); the chain
-        itself stays float32.
+    precision : {"fp32", "bf16", "auto"}
+        Of the network (:mod:`ebsdray.precision`); the chain itself stays float32.
     clip : bool
         Clamp x0 estimates to [-1, 1].
 
@@ -282,17 +282,12 @@ def unconditional_sample(
     was_training = isinstance(net, nn.Module) and net.training
     if isinstance(net, nn.Module):
         net.eval()
-    amp = (
-        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        if autocast
-        else contextlib.nullcontext()
-    )
     try:
         with torch.inference_mode():
             x = torch.randn(tuple(shape), generator=generator, device=device)
             for i, t in enumerate(spacing.timesteps.tolist()):
                 tt = torch.full((x.shape[0],), t, dtype=torch.int64, device=device)
-                with amp:
+                with network_autocast(precision, device):
                     eps = net(x, tt)
                 eps = eps.float()
                 last = abar[i + 1] >= 1.0

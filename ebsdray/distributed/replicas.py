@@ -19,6 +19,7 @@ import torch
 
 from ebsdray.diffusion.pretrained import DiffusionModel
 from ebsdray.distributed.work import draw, finish
+from ebsdray.precision import apply_deterministic_settings
 
 
 @dataclass(frozen=True)
@@ -92,10 +93,11 @@ class SamplerReplica:
 
     def __init__(self, model: DiffusionModel, threads: int, device: str) -> None:
         torch.set_num_threads(threads)
+        apply_deterministic_settings(device)  # GPUs: same seed, same samples on any replica
         self.model = model.to(device)
 
-    def draw(self, section, budget, seed, indices, bf16):
-        return draw(self.model, section, budget, seed, indices, bf16)
+    def draw(self, section, budget, seed, indices, precision):
+        return draw(self.model, section, budget, seed, indices, precision)
 
     def pid(self) -> int:
         return os.getpid()
@@ -131,12 +133,12 @@ class RayBackend:
     def put(self, obj: Any) -> Any:
         return ray.put(obj)
 
-    def draw(self, section, budget, seed, indices, bf16):
+    def draw(self, section, budget, seed, indices, precision):
         r = min(range(self.replicas), key=self._load.__getitem__)  # least loaded replica
         samples, facts = (
             self.actors[r]
             .draw.options(num_returns=2)
-            .remote(section, budget, seed, list(indices), bf16)
+            .remote(section, budget, seed, list(indices), precision)
         )
         self._load[r] += 1
         self._owner[facts] = r

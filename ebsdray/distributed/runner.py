@@ -37,7 +37,7 @@ class Backend(Protocol):
 
     def put(self, obj: Any) -> Any: ...
     def draw(
-        self, section: Any, budget: Budget, seed: int, indices: Sequence[int], bf16: bool
+        self, section: Any, budget: Budget, seed: int, indices: Sequence[int], precision: str
     ) -> tuple[Any, Any]: ...
     def finish(self, section: Any, info: dict, spec: FinishSpec, samples: list) -> Any: ...
     def wait(self, handles: Sequence[Any]) -> list[Any]: ...
@@ -64,8 +64,8 @@ class LocalBackend:
     def put(self, obj: Any) -> Any:
         return obj
 
-    def draw(self, section, budget, seed, indices, bf16):
-        samples, facts = draw(self.model, section, budget, seed, indices, bf16)
+    def draw(self, section, budget, seed, indices, precision):
+        samples, facts = draw(self.model, section, budget, seed, indices, precision)
         return _Done(samples), _Done(facts)
 
     def finish(self, section, info, spec, samples):
@@ -97,6 +97,7 @@ class _Section:
     facts: dict[str, float] = field(
         default_factory=lambda: {"network_evaluations": 0, "seconds": 0.0, "ess_sum": 0.0}
     )
+    precisions: set[str] = field(default_factory=set)
 
 
 def run_sections(
@@ -108,7 +109,7 @@ def run_sections(
     *,
     seed: int,
     sections: Iterable[int],
-    bf16: bool = True,
+    precision: str = "auto",
     samples_per_request: int | None = None,
     max_in_flight: int | None = None,
     max_open: int | None = None,
@@ -119,7 +120,8 @@ def run_sections(
 
     Parameters
     ----------
-    samples_per_request : samples per draw request (default: a round split over the replicas).
+    samples_per_request : samples per draw request (default 1: each sample is its own network
+        calls anyway, so bigger requests save nothing and would make the progress bar jumpy).
     max_in_flight : draw requests outstanding at once (default 2 per replica).
     max_open : sections with samples held at once (default replicas + 1).
     on_section : called in the driver with each finished section's record, in completion order
@@ -133,11 +135,14 @@ def run_sections(
     requests: dict[Any, _Section] = {}  # facts handle -> its section
     finishing: dict[Any, int] = {}
     done: dict[int, dict[str, Any]] = {}
-    bar = tqdm(total=len(queue), desc="sections", unit="section", disable=not progress)
-    drawn = 0
+    # the bar counts posterior samples (it moves every sample, not every section); adaptive
+    # rounds raise its total as they are added
+    total = sum(budget.samples_for(i) for i in queue)
+    bar = tqdm(total=total, desc="samples", unit="sample", disable=not progress, smoothing=0.1)
+    sections_done, n_sections = 0, len(queue)
 
     def request_size(s: _Section) -> int:
-        per = samples_per_request or -(-s.round_size // replicas)
+        per = samples_per_request or 1
         return max(1, min(int(per), s.target - s.submitted))
 
     def next_section() -> _Section | None:
@@ -166,13 +171,17 @@ def run_sections(
         s.previous_mean = mean
         converged = bool(s.changes) and s.changes[-1] <= budget.tolerance
         if budget.adaptive and not converged and s.target < s.cap:
-            s.target = min(s.cap, s.target + s.round_size)
+            more = min(s.cap, s.target + s.round_size) - s.target
+            s.target += more
+            bar.total += more
+            bar.refresh()
             return
         info = {
             "samples": s.target,
             "rounds": s.rounds,
             "network_evaluations": int(s.facts["network_evaluations"]),
             "sampling_seconds": float(s.facts["seconds"]),
+            "precision": "+".join(sorted(s.precisions)),
         }
         if s.facts["ess_sum"]:
             info["mean_ess"] = s.facts["ess_sum"] / s.target
@@ -190,7 +199,7 @@ def run_sections(
                 break
             n = request_size(s)
             indices = list(range(s.submitted, s.submitted + n))
-            samples, facts = backend.draw(s.handle, budget, seed, indices, bf16)
+            samples, facts = backend.draw(s.handle, budget, seed, indices, precision)
             s.blocks[s.submitted] = samples
             requests[facts] = s
             s.submitted += n
@@ -201,7 +210,8 @@ def run_sections(
                 index = finishing.pop(handle)
                 out = backend.get(handle)
                 done[index] = out
-                bar.update(1)
+                sections_done += 1
+                bar.set_postfix(sections=f"{sections_done}/{n_sections}")
                 if on_section is not None:
                     on_section(out["record"])
                 continue
@@ -211,8 +221,8 @@ def run_sections(
             s.sums = facts["sums"] if s.sums is None else s.sums + facts["sums"]
             for key in s.facts:
                 s.facts[key] += facts.get(key, 0)
-            drawn += facts["count"]
-            bar.set_postfix(samples=drawn, refresh=False)
+            s.precisions.add(facts["precision"])
+            bar.update(facts["count"])
             if s.pending == 0 and s.submitted == s.target:
                 round_finished(s)
     bar.close()

@@ -35,14 +35,15 @@ def draw(
     budget: Budget,
     seed: int,
     indices: Sequence[int],
-    bf16: bool = True,
+    precision: str = "auto",
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Posterior samples ``indices`` of ``section``: (k, C, H, W) float32 and small facts
     (``sums`` for adaptive budgets, ``network_evaluations``, ``seconds``, ``ess_sum``)."""
     t0 = time.perf_counter()
-    samples, info = sample_section(model, section, budget, seed, indices, bf16=bf16)
+    samples, info = sample_section(model, section, budget, seed, indices, precision=precision)
     facts = {
         "count": len(indices),
+        "precision": info["precision"],
         "network_evaluations": int(info.get("network_evaluations", 0)),
         "seconds": time.perf_counter() - t0,
         "sums": convergence_sums(samples, model.variant),

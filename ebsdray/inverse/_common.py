@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from ebsdray.diffusion.schedule import Denoiser, DiffusionSchedule
+from ebsdray.precision import network_autocast
 
 __all__ = ["sample_generators"]
 
@@ -105,23 +106,28 @@ def network_mode(net: Denoiser) -> Iterator[None]:
             net.train()  # type: ignore[union-attr]
 
 
-def evaluate(net: Denoiser, x: Tensor, t: int, max_batch: int, autocast: bool) -> Tensor:
-    """``eps = net(x, t)`` for (B, C, H, W) ``x`` in chunks of ``max_batch``; float32 out.
+def evaluate(net: Denoiser, x: Tensor, t: int, max_batch: int, precision: str) -> Tensor:
+    """``eps = net(x, t)`` for every run of (K, B, C, H, W) ``x``; float32 out, same shape.
 
-    bf16 autocast covers the network only: the sampler's arithmetic (small differences of
-    nearly equal numbers near abar = 1) stays float32.
+    Each run's B rows (its particles; a :class:`~ebsdray.inverse.tiling.TiledDenoiser` makes
+    them B x tiles) are their own network call, chunked by ``max_batch`` within the run. The
+    shapes the network sees therefore depend on B and the section size only, never on how many
+    runs share a request: kernels whose blocking depends on the batch size (fp32 GEMMs) cannot
+    make a sample depend on its neighbours, and the same seed gives bitwise-identical samples
+    for any grouping of samples into requests and replicas.
+
+    ``precision`` ("auto", "fp32", "bf16") covers the network only: the sampler's arithmetic
+    (small differences of nearly equal numbers near abar = 1) stays float32.
     """
-    amp = (
-        torch.autocast(device_type=x.device.type, dtype=torch.bfloat16)
-        if autocast
-        else contextlib.nullcontext()
-    )
+    if x.ndim != 5:
+        raise ValueError(f"x must be (K, B, C, H, W); got shape {tuple(x.shape)}")
     out = []
-    for chunk in x.split(max(int(max_batch), 1)):
-        tt = torch.full((chunk.shape[0],), t, dtype=torch.int64, device=x.device)
-        with amp:
-            out.append(net(chunk, tt).float())
-    return torch.cat(out) if len(out) > 1 else out[0]
+    with network_autocast(precision, x.device):
+        for run in x:
+            for chunk in run.split(max(int(max_batch), 1)):
+                tt = torch.full((chunk.shape[0],), t, dtype=torch.int64, device=x.device)
+                out.append(net(chunk, tt).float())
+    return torch.cat(out).view(x.shape)
 
 
 class Plan(NamedTuple):

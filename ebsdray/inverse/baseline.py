@@ -45,7 +45,7 @@ def replacement_sampler(
     *,
     num_steps: int = 100,
     max_batch: int = 256,
-    autocast: bool = False,
+    precision: str = "fp32",
     clip: bool = True,
 ) -> tuple[Tensor, dict[str, Any]]:
     """Draw K samples by DDPM ancestral sampling with measurement replacement.
@@ -60,7 +60,7 @@ def replacement_sampler(
         Run k draws only from ``generators[k]`` (see :func:`~ebsdray.inverse.sample_generators`).
     num_steps : int
         N respaced steps (plus one per distinct channel noise level).
-    max_batch, autocast, clip
+    max_batch, precision, clip
         As for :func:`~ebsdray.inverse.fps_smc.fps_smc`.
 
     Returns
@@ -81,7 +81,7 @@ def replacement_sampler(
         x = randn_per_run(generators, shape, device)  # (K, C, H, W)
         for i, t in enumerate(plan.timesteps):
             a, a_next = abar[i], abar[i + 1]
-            eps = evaluate(denoiser, x, t, max_batch, autocast)
+            eps = evaluate(denoiser, x.unsqueeze(1), t, max_batch, precision)[:, 0]
             last = a_next >= 1.0
             noise = None if last else randn_per_run(generators, shape, device)
             x = ddim_step(x, eps, a, a_next, 1.0, noise, clip=clip)

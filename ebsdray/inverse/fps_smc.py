@@ -73,8 +73,8 @@ calibrated within 0.9-1.1 on both toys. Known limits: the fps kernel's own defic
 the particle error vanishes (unobserved 0.93-0.98x at M = 32), and a channel with
 no measured entry at all (a missing modality) follows the fps kernel's prior, ~0.7x variance.
 
-Every run draws only from its own generator, in a fixed order, so a sample never depends on
-which other samples share its batch.
+Every run draws only from its own generator, in a fixed order, and its particles are their own
+network calls, so a sample never depends on which other samples share its batch.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ from ebsdray.inverse._common import (
     sample_generators,
 )
 from ebsdray.inverse.operators import Observation
+from ebsdray.precision import resolve_precision
 
 __all__ = [
     "DEFAULT_C",
@@ -158,11 +159,11 @@ def _step_mean(
     clip: bool,
     x0_variance: bool,
     max_batch: int,
-    autocast: bool,
+    precision: str,
 ) -> tuple[Tensor, Variance]:
     """Kernel mean (K, M, C, H, W) and fresh variance (float or (K, M, C, 1, 1)) of a step."""
+    eps = evaluate(denoiser, x, t, max_batch, precision).view(-1, *x.shape[2:])
     x_flat = x.reshape(-1, *x.shape[2:])
-    eps = evaluate(denoiser, x_flat, t, max_batch, autocast)
     x0 = predict_x0(x_flat, eps, a, clip=clip)
     if clip:  # keep the step on the line through x_t and the x0 it actually uses
         eps = (x_flat - math.sqrt(a) * x0) / math.sqrt(1 - a)
@@ -193,7 +194,7 @@ def fps_smc(
     fine_tail: bool = True,
     ess_threshold: float = 0.5,
     max_batch: int = 256,
-    autocast: bool = False,
+    precision: str = "fp32",
     clip: bool = True,
     path_kernel: str | None = None,
     path_c: float | None = None,
@@ -232,9 +233,10 @@ def fps_smc(
     ess_threshold : float in (0, 1]
         Resample a run when its ESS <= ess_threshold M (1.0: every step, as the paper).
     max_batch : int
-        Largest batch handed to the network.
-    autocast : bool
-        bf16 autocast for the network only.
+        Largest batch handed to the network (within one run: each run's M particles are their
+        own network calls, so a sample never depends on which samples share its request).
+    precision : {"fp32", "bf16", "auto"}
+        Of the network only (:mod:`ebsdray.precision`); the sampler computes in float32.
     clip : bool
         Clamp x0hat to [-1, 1] (the data range); eps is recomputed from the clamped x0hat.
     path_kernel, path_c : optional
@@ -324,7 +326,7 @@ def fps_smc(
                 else:
                     s2_base = torch.where(col(cond.double()) > 0, s2_base, s2_free)
             mu, s2 = _step_mean(
-                denoiser, x, t, a, a_next, s2_base, clip, x0_variance, max_batch, autocast
+                denoiser, x, t, a, a_next, s2_base, clip, x0_variance, max_batch, precision
             )
 
             # 3. weights: the parent's predictive likelihood of y' on the measured entries
@@ -380,6 +382,7 @@ def fps_smc(
         "pin_noise": pin_noise,
         "fine_tail": fine_tail,
         "ess_threshold": ess_threshold,
+        "precision": resolve_precision(precision, device),
     }
     return samples, info
 

@@ -41,7 +41,7 @@ def unconditional_quality(
     samples: int = 64,
     steps: int = 100,
     seed: int = 0,
-    bf16: bool = True,
+    precision: str = "auto",
     split: str = "test",
     figure_path: str | Path | None = None,
 ) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def unconditional_quality(
     gen = torch.Generator().manual_seed(seed)
     shape = (samples, model.channels, model.window, model.window)
     t0 = time.perf_counter()
-    x = unconditional_sample(model.net, model.schedule, shape, steps, gen, autocast=bf16)
+    x = unconditional_sample(model.net, model.schedule, shape, steps, gen, precision=precision)
     seconds = time.perf_counter() - t0
     x = x.float().numpy()
     volumes, _ = load_split(data_dir, split)

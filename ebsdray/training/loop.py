@@ -10,7 +10,6 @@ step, data and noise streams re-seeded from the step, MLflow run continued).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -32,6 +31,7 @@ from ebsdray.diffusion.schedule import DiffusionSchedule, unconditional_sample
 from ebsdray.figures import samples_figure
 from ebsdray.io.checkpoint import load_checkpoint, save_checkpoint
 from ebsdray.model.unet import UNet, model_config
+from ebsdray.precision import network_autocast
 from ebsdray.training.config import TrainConfig
 from ebsdray.training.quality import cross_modal_error, grain_coherence
 from ebsdray.training.tracker import Tracker
@@ -71,9 +71,7 @@ def _seed(*keys: int) -> int:
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
-    if not cfg.bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return network_autocast(cfg.precision, device)
 
 
 @torch.no_grad()
@@ -244,7 +242,9 @@ def _sample_quality(
         return {}
     gen = torch.Generator(next(ema_net.parameters()).device).manual_seed(_seed(cfg.seed, 4))
     shape = (cfg.sample_count, ema_net.config.in_channels, cfg.window, cfg.window)
-    x = unconditional_sample(ema_net, schedule, shape, cfg.sample_steps, gen, autocast=cfg.bf16)
+    x = unconditional_sample(
+        ema_net, schedule, shape, cfg.sample_steps, gen, precision=cfg.precision
+    )
     x = x.float().cpu().numpy()
     tracker.figure(samples_figure(x, codec, cfg.variant), f"samples/step_{step:07d}.png")
     out: dict[str, float] = {}

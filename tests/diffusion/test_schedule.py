@@ -173,14 +173,14 @@ def test_unconditional_sample_seeded_and_bf16_close() -> None:
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(5)))
     net.train()
 
-    def draw(autocast: bool) -> Tensor:
+    def draw(precision: str) -> Tensor:
         g = torch.Generator().manual_seed(6)
-        return unconditional_sample(net, SCHED, (2, 2, 8, 8), 10, g, autocast=autocast)
+        return unconditional_sample(net, SCHED, (2, 2, 8, 8), 10, g, precision=precision)
 
-    a, b = draw(False), draw(False)
+    a, b = draw("fp32"), draw("fp32")
     assert torch.equal(a, b) and a.abs().max() <= 1.0
     assert net.training  # mode restored
-    c = draw(True)
+    c = draw("bf16")
     assert c.dtype == torch.float32 and (c - a).abs().mean() < 0.1
 
 

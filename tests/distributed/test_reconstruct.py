@@ -10,6 +10,7 @@ import ray
 
 import ebsdray
 from ebsdray.io.reconstruction_store import ReconstructionStore
+from ebsdray.precision import cpu_has_native_bf16
 
 BUDGET = ebsdray.Budget(samples=3, steps=4, particles=2)
 
@@ -32,6 +33,17 @@ def in_process(model, observation):
     )
 
 
+PRECISIONS = [
+    "fp32",
+    pytest.param(
+        "bf16",
+        marks=pytest.mark.skipif(
+            not cpu_has_native_bf16(), reason="this CPU has no native bf16 (AVX512_BF16 / AMX)"
+        ),
+    ),
+]
+
+
 def assert_same(a, b):
     assert len(a.sections) == len(b.sections)
     for x, y in zip(a.sections, b.sections, strict=True):
@@ -44,22 +56,31 @@ def assert_same(a, b):
             np.testing.assert_array_equal(x.uncertainty[name], y.uncertainty[name])
 
 
-@pytest.mark.parametrize("replicas, per_request", [(1, None), (2, 1), (2, 2)])
-def test_ray_replicas_give_the_in_process_outputs(
-    ray_cluster, model, observation, in_process, replicas, per_request
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_ray_replicas_give_the_in_process_outputs_bitwise(
+    ray_cluster, model, observation, precision
 ):
-    on_ray = ebsdray.reconstruct(
-        observation,
-        model,
-        BUDGET,
-        seed=7,
-        keep_samples=True,
-        replicas=replicas,
-        samples_per_request=per_request,
-        progress=False,
+    """1, 2 and 4 replicas and any request size: the very same bits, in fp32 and in bf16."""
+    reference = ebsdray.reconstruct(
+        observation, model, BUDGET, seed=7, keep_samples=True, progress=False, precision=precision
     )
-    assert_same(on_ray, in_process)
-    assert [r["section"] for r in on_ray.records] == [0, 1, 2, 3]
+    assert {r["info"]["precision"] for r in reference.records} == {precision}
+    small = ebsdray.ReplicaResources(num_cpus=0.4, aggregation_cpus=0.2)
+    for replicas, per_request in [(1, None), (2, 1), (2, 2), (4, 3)]:
+        on_ray = ebsdray.reconstruct(
+            observation,
+            model,
+            BUDGET,
+            seed=7,
+            keep_samples=True,
+            replicas=replicas,
+            resources=small,
+            samples_per_request=per_request,
+            progress=False,
+            precision=precision,
+        )
+        assert_same(on_ray, reference)
+        assert [r["section"] for r in on_ray.records] == [0, 1, 2, 3]
 
 
 def test_a_killed_replica_changes_nothing(ray_cluster, model, observation, in_process):

@@ -128,7 +128,7 @@ def test_bf16_autocast_runs_the_network_only() -> None:
         small_observation(),
         sample_generators(0, 0, range(2)),
         num_steps=4,
-        autocast=True,
+        precision="bf16",
     )
     assert samples.dtype == torch.float32 and torch.isfinite(samples).all()
 

@@ -31,10 +31,10 @@ def test_trains_validates_and_checkpoints(config, tmp_path):
 def test_resume_continues_and_matches_an_uninterrupted_run(config, tmp_path):
     # 4 steps, then 4 more in a second call == 8 steps at once (the data and noise streams are
     # re-seeded from the step, and weights, EMA and optimizer come back from last.pt).
-    train(config(tmp_path / "split", steps=4, bf16=False))
-    resumed = train(config(tmp_path / "split", steps=8, bf16=False))
+    train(config(tmp_path / "split", steps=4, precision="fp32"))
+    resumed = train(config(tmp_path / "split", steps=8, precision="fp32"))
     assert resumed["step"] == 8
-    straight = train(config(tmp_path / "straight", steps=8, bf16=False))
+    straight = train(config(tmp_path / "straight", steps=8, precision="fp32"))
     a = load_checkpoint(tmp_path / "split" / "last.pt")["weights"]
     b = load_checkpoint(tmp_path / "straight" / "last.pt")["weights"]
     # Not bit-identical: a resumed run restarts the data stream at the step, not mid-stream.
