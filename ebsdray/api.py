@@ -207,9 +207,10 @@ def _announce(
     tqdm.write(
         f"ebsdray: {len(todo)} sections, {bound}{samples} posterior samples, "
         f"{bound}{samples * cost['network_evaluations']:,} network evaluations "
-        f"({cost['steps']} steps x {cost['windows_per_step']} windows per sample); "
+        f"({cost['steps']} steps x {cost['particles']} particle(s) x {cost['tiles']} tile(s) "
+        "per sample); "
         f"estimated {bound}{_duration(seconds)} on {replicas} replica(s) "
-        f"(probe: {cost['windows_per_second']:.0f} windows/s, {cost['precision']}, "
+        f"(probe: {cost['seconds_per_sample']:.1f} s per sample, {cost['precision']}, "
         f"{threads} thread(s))"
     )
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,9 +27,10 @@ from ebsdray.aggregate.boundaries import edge_maps
 from ebsdray.conventions import EBSD_CHANNELS
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.diffusion.pretrained import DiffusionModel
-from ebsdray.inverse._common import evaluate, network_mode, plan_levels
+from ebsdray.inverse._common import plan_levels
 from ebsdray.inverse.baseline import replacement_sampler
 from ebsdray.inverse.fps_smc import SIGMA_FLOOR, fps_smc, sample_generators
+from ebsdray.inverse.guided import guided_chain, guided_sampler, warm_start_estimate
 from ebsdray.inverse.tiling import TiledDenoiser
 from ebsdray.metrics import (
     blurred_bce,
@@ -43,7 +44,7 @@ from ebsdray.metrics import (
 from ebsdray.observation import ObservedSection
 from ebsdray.precision import resolve_precision
 
-SAMPLERS = ("fps_smc", "replacement")
+SAMPLERS = ("guided", "fps_smc", "replacement")
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,16 @@ class Budget:
     Attributes
     ----------
     samples : K (fixed), or the round size (adaptive).
-    steps : N, respaced diffusion steps per sample.
-    particles : M, SMC particles per sample (FPS-SMC); cost is N * M * K network evaluations.
-    sampler : "fps_smc" (default) or "replacement" (cheaper baseline: N * K evaluations).
+    steps : N, respaced diffusion steps per sample (guided: over the part of the chain that
+        runs; each step is one forward and one backward pass).
+    particles : M, SMC particles per sample (FPS-SMC only); cost N * M * K network evaluations.
+    sampler : "guided" (default: residual guidance with a warm start,
+        :mod:`ebsdray.inverse.guided`), "fps_smc" (the paper's FPS-SMC) or "replacement"
+        (cheap baseline: N * K evaluations).
+    ebsd_guidance, pl_guidance : guided only: weight of each modality's likelihood gradient.
+    warm_start_t : guided only: the timestep (of 1000) a warm start from the nearest-upsampled
+        observation is diffused to, used when every channel has observed entries; None: always
+        start from pure noise.
     per_section : optional ``{section: K}`` overriding ``samples`` for some sections.
     max_samples : None (fixed K) or the adaptive cap.
     tolerance : adaptive stopping tolerance (boundary confidence is in [0, 1], EBSD channels in
@@ -69,12 +77,15 @@ class Budget:
     """
 
     samples: int = 8
-    steps: int = 50
+    steps: int = 30
     particles: int = 4
-    sampler: str = "fps_smc"
+    sampler: str = "guided"
     per_section: Mapping[int, int] = field(default_factory=dict)
     max_samples: int | None = None
     tolerance: float = 0.05
+    ebsd_guidance: float = 10.0
+    pl_guidance: float = 1.0
+    warm_start_t: int | None = 400
 
     def __post_init__(self) -> None:
         for name in ("samples", "steps", "particles"):
@@ -99,6 +110,14 @@ class Budget:
             )
         if not (math.isfinite(self.tolerance) and self.tolerance > 0):
             raise ValueError(f"Budget.tolerance must be > 0; got {self.tolerance!r}")
+        for name in ("ebsd_guidance", "pl_guidance"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"Budget.{name} must be a finite number >= 0; got {value!r}")
+        if self.warm_start_t is not None and not 0 < self.warm_start_t < 1000:
+            raise ValueError(
+                f"Budget.warm_start_t must be in (0, 1000) or None; got {self.warm_start_t!r}"
+            )
 
     @property
     def adaptive(self) -> bool:
@@ -116,7 +135,7 @@ class Budget:
     def network_evaluations(self, section: int) -> int:
         """N * M * K (FPS-SMC) or N * K (replacement) for ``section`` before the sampler's fine
         tail; with an adaptive budget, the most it may spend."""
-        m = self.particles if self.sampler == "fps_smc" else 1
+        m = self.particles if self.sampler == "fps_smc" else 1  # guided: + one backward each
         return self.steps * m * self.max_samples_for(section)
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,6 +147,9 @@ class Budget:
             "per_section": {int(k): int(v) for k, v in self.per_section.items()},
             "max_samples": None if self.max_samples is None else int(self.max_samples),
             "tolerance": float(self.tolerance),
+            "ebsd_guidance": float(self.ebsd_guidance),
+            "pl_guidance": float(self.pl_guidance),
+            "warm_start_t": None if self.warm_start_t is None else int(self.warm_start_t),
         }
 
 
@@ -204,6 +226,23 @@ def sample_section(
             particles=budget.particles,
             precision=precision,
         )
+    elif budget.sampler == "guided":
+        every_channel_observed = bool((obs.mask.flatten(1).amax(1) > 0).all())
+        warm = budget.warm_start_t is not None and every_channel_observed
+        weights = [budget.ebsd_guidance] * obs.ebsd_channels + [
+            budget.pl_guidance
+        ] * obs.pl_channels
+        samples, info = guided_sampler(
+            denoiser,
+            model.schedule,
+            obs,
+            gens,
+            num_steps=budget.steps,
+            guidance=weights,
+            start_from=warm_start_estimate(obs) if warm else None,
+            start_t=budget.warm_start_t if warm else None,
+            precision=precision,
+        )
     else:
         samples, info = replacement_sampler(
             denoiser, model.schedule, obs, gens, num_steps=budget.steps, precision=precision
@@ -212,49 +251,57 @@ def sample_section(
     return samples.float().cpu(), info
 
 
+def planned_steps(model: DiffusionModel, section: ObservedSection, budget: Budget) -> int:
+    """Network calls per posterior sample of ``section`` (the sampler's whole plan: pinned
+    levels and fine tail of FPS-SMC; the warm-started part of a guided chain)."""
+    obs = section.observation.for_variant(model.variant)
+    if budget.sampler == "guided":
+        warm = budget.warm_start_t is not None and bool((obs.mask.flatten(1).amax(1) > 0).all())
+        return len(
+            guided_chain(model.schedule, budget.steps, budget.warm_start_t if warm else None)
+        )
+    tail = max(budget.steps // 4, 1) if budget.sampler == "fps_smc" else 0
+    return len(
+        plan_levels(model.schedule, budget.steps, obs.sigma, True, SIGMA_FLOOR, tail).timesteps
+    )
+
+
 def probe_sample_cost(
     model: DiffusionModel,
     section: ObservedSection,
     budget: Budget,
     *,
     precision: str = "auto",
-    seconds: float = 0.5,
+    probe_steps: int = 3,
 ) -> dict[str, Any]:
     """What one posterior sample of ``section`` costs, measured here with a short probe.
 
-    Counts the sampler's steps (its plan, including pinned levels and the fine tail) and the
-    windows per step (particles x tiles), then times the network on that batch in this process.
+    Runs the budget's sampler for one sample with ``probe_steps`` steps (after an untimed
+    warm-up run) and scales the time per step to the full plan (:func:`planned_steps`).
 
     Returns
     -------
-    dict: ``steps``, ``windows_per_step``, ``network_evaluations`` (windows per sample),
-    ``windows_per_second`` (probe), ``seconds_per_sample`` (estimate), ``precision``.
+    dict: ``steps``, ``particles`` and ``tiles`` (windows of one network call: particles x
+    tiles), ``network_evaluations`` (steps x particles per sample, as the samplers count them;
+    guided steps also run backward), ``seconds_per_sample`` (estimate), ``precision``.
     """
     obs = section.observation.for_variant(model.variant)
     h, w = obs.shape[1:]
-    tiles = TiledDenoiser(model.net, model.window).layout(h, w)[0]
-    fps = budget.sampler == "fps_smc"
-    tail = max(budget.steps // 4, 1) if fps else 0
-    plan = plan_levels(model.schedule, budget.steps, obs.sigma, True, SIGMA_FLOOR, tail)
-    windows = (budget.particles if fps else 1) * len(tiles)
-    device = next(model.net.parameters()).device
-    precision = resolve_precision(precision, device)
-    x = torch.zeros(1, windows, model.channels, model.window, model.window, device=device)
-    with network_mode(model.net):
-        evaluate(model.net, x, 500, 256, precision)  # warm-up: first calls allocate
-        calls, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds or calls < 2:
-            evaluate(model.net, x, 500, 256, precision)
-            calls += 1
-        rate = calls * windows / (time.perf_counter() - t0)
-    evals = len(plan.timesteps) * windows
+    tiles = len(TiledDenoiser(model.net, model.window).layout(h, w)[0])
+    probe = replace(budget, steps=probe_steps, samples=1, per_section={}, max_samples=None)
+    sample_section(model, section, probe, 0, [0], precision=precision)  # warm-up: allocations
+    t0 = time.perf_counter()
+    _, info = sample_section(model, section, probe, 0, [0], precision=precision)
+    per_step = (time.perf_counter() - t0) / max(int(info["num_steps"]), 1)
+    steps = planned_steps(model, section, budget)
+    particles = budget.particles if budget.sampler == "fps_smc" else 1
     return {
-        "steps": len(plan.timesteps),
-        "windows_per_step": windows,
-        "network_evaluations": evals,
-        "windows_per_second": rate,
-        "seconds_per_sample": evals / rate,
-        "precision": precision,
+        "steps": steps,
+        "particles": particles,
+        "tiles": tiles,
+        "network_evaluations": steps * particles,
+        "seconds_per_sample": steps * per_step,
+        "precision": info["precision"],
     }
 
 
