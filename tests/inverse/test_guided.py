@@ -61,7 +61,7 @@ def test_default_guidance_is_near_the_exact_posterior(gauss16, warm) -> None:
 
 
 def test_guidance_moves_the_mean_towards_the_posterior(gauss16) -> None:
-    prior, obs, _, mean, cov = gauss16
+    prior, obs, _, mean, _ = gauss16
     gens = sample_generators(0, 0, range(128))
     off, _ = guided_sampler(prior, SCHED, obs, gens, num_steps=30, guidance=0.0)
     on, _ = guided_sampler(prior, SCHED, obs, sample_generators(0, 0, range(128)), num_steps=30)
