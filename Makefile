@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test lint format clean bench bench-quick
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ test: $(STAMP)
 lint format: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
+
+# Benchmark suite (bench/suite.py): JSON + Markdown table in bench/results/. Run on an idle machine.
+bench: $(STAMP)
+	$(PY) bench/suite.py
+
+bench-quick: $(STAMP)
+	$(PY) bench/suite.py --quick
 
 clean:
 	rm -rf $(VENV)

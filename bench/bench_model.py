@@ -1,4 +1,4 @@
-"""Parameter counts, training and sampling throughput of the denoiser on this machine.
+"""Throughput of the denoiser on this machine: evaluations/s, training steps/s, FLOPs, matmul peak.
 
 Run::
 
@@ -6,46 +6,91 @@ Run::
     .venv/bin/python bench/bench_model.py --size paper --window 64 --batch 16
     .venv/bin/python bench/bench_model.py --base 32 --mults 1 2 2 --attn 1 2   # try a variant
 
-Timings are medians of per-step wall times, so a job briefly sharing the cores does not drag them
-down (check `uptime` anyway). A training step is forward + backward + AdamW + EMA update on a (batch, C, window, window) batch
-of random data (the speed does not depend on the data). Sampling throughput is network
-evaluations per second (one evaluation = one image at one timestep) at batch 64 under
+``bench/suite.py`` imports the measurements below for the shipped model. Timings are medians of
+per-call wall times, so a job briefly sharing the cores does not drag them down (check `uptime`
+anyway). A training step is forward + backward + AdamW + EMA update on a (batch, C, window,
+window) batch of random data (the speed does not depend on the data). Sampling throughput is
+network evaluations per second (one evaluation = one image at one timestep) under
 ``torch.inference_mode``.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from ebsdray.diffusion.ema import EMA
 from ebsdray.diffusion.schedule import DiffusionSchedule
 from ebsdray.model.unet import UNet, build_model, model_config, variant_channels
+from ebsdray.precision import network_autocast
 
 
-def _amp(bf16: bool) -> contextlib.AbstractContextManager:
-    if bf16:
-        return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def _median_seconds(fn: Callable[[], object], seconds: float) -> float:
-    """Median wall time of ``fn``: robust to other jobs briefly sharing the 2 cores."""
+def median_seconds(fn: Callable[[], object], seconds: float, min_calls: int = 3) -> float:
+    """Median wall time of ``fn`` over at least ``seconds`` and ``min_calls`` calls."""
     times: list[float] = []
     start = time.perf_counter()
-    while time.perf_counter() - start < seconds or len(times) < 3:
+    while time.perf_counter() - start < seconds or len(times) < min_calls:
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def train_steps_per_s(net: UNet, batch: int, window: int, bf16: bool, seconds: float) -> float:
+def _inputs(net: torch.nn.Module, batch: int, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, net.config.in_channels, window, window, generator=gen)
+    return x, torch.full((batch,), 500)
+
+
+def evals_per_s(
+    net: torch.nn.Module,
+    batch: int,
+    window: int,
+    precision: str,
+    seconds: float,
+    channels_last: bool = False,
+) -> float:
+    """Network evaluations per second at ``batch`` (one warm-up call first).
+
+    Parameters
+    ----------
+    net : the denoiser, or ``torch.compile(denoiser)`` (the warm-up call compiles it).
+    precision : "fp32" or "bf16" (autocast of the network, as the samplers run it).
+    channels_last : feed ``x`` in channels-last memory format (the weights are converted by
+        the caller: ``net.to(memory_format=torch.channels_last)``).
+    """
+    net.eval()
+    x, t = _inputs(net, batch, window)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), network_autocast(precision, "cpu"):
+        net(x, t)
+        return batch / median_seconds(lambda: net(x, t), seconds)
+
+
+def flops_per_eval(net: torch.nn.Module, window: int, batch: int = 4) -> float:
+    """FLOPs of one evaluation (``FlopCounterMode``: matmuls, convolutions, attention; 2 per MAC)."""
+    x, t = _inputs(net, batch, window)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        net(x, t)
+    return counter.get_total_flops() / batch
+
+
+def matmul_peak(dtype: torch.dtype, seconds: float, n: int = 2048) -> float:
+    """FLOP/s of an ``n x n`` ``torch.mm`` in ``dtype``: this machine's practical matmul peak."""
+    a = torch.randn(n, n).to(dtype)
+    b = torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    return 2 * n**3 / median_seconds(lambda: torch.mm(a, b), seconds)
+
+
+def train_steps_per_s(net: UNet, batch: int, window: int, precision: str, seconds: float) -> float:
+    """Training steps per second (forward, backward, AdamW, EMA) on random data."""
     sched = DiffusionSchedule()
     opt = torch.optim.AdamW(net.parameters(), lr=2e-4)
     ema = EMA(net, decay=0.999)
@@ -54,7 +99,7 @@ def train_steps_per_s(net: UNet, batch: int, window: int, bf16: bool, seconds: f
     net.train()
 
     def step() -> None:
-        with _amp(bf16):
+        with network_autocast(precision, "cpu"):
             loss = sched.training_loss(net, x0, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -63,16 +108,7 @@ def train_steps_per_s(net: UNet, batch: int, window: int, bf16: bool, seconds: f
 
     for _ in range(3):  # warm-up: oneDNN primitive creation, allocator
         step()
-    return 1.0 / _median_seconds(step, seconds)
-
-
-def evals_per_s(net: UNet, batch: int, window: int, bf16: bool, seconds: float) -> float:
-    net.eval()
-    x = torch.randn(batch, net.config.in_channels, window, window)
-    t = torch.full((batch,), 500)
-    with torch.inference_mode(), _amp(bf16):
-        net(x, t)
-        return batch / _median_seconds(lambda: net(x, t), seconds)
+    return 1.0 / median_seconds(step, seconds)
 
 
 def main() -> None:
@@ -114,18 +150,17 @@ def main() -> None:
     )
     net = UNet(cfg)
     n_params = sum(q.numel() for q in net.parameters())
+    flops = flops_per_eval(net, args.window)
     print(
         f"benchmarked: {args.variant} {cfg.to_dict()} = {n_params / 1e6:.3f} M parameters, "
-        f"{args.threads} threads, window {args.window}"
+        f"{flops / 1e6:.0f} MFLOP per evaluation, {args.threads} threads, window {args.window}"
     )
-    for bf16 in (False, True):
-        tag = "bf16 autocast" if bf16 else "fp32         "
-        sps = train_steps_per_s(net, args.batch, args.window, bf16, args.seconds)
-        print(f"train  {tag}: {sps:6.2f} steps/s at batch {args.batch}")
-    for bf16 in (False, True):
-        tag = "bf16 autocast" if bf16 else "fp32         "
-        eps = evals_per_s(net, args.sample_batch, args.window, bf16, args.seconds)
-        print(f"sample {tag}: {eps:7.1f} network evaluations/s at batch {args.sample_batch}")
+    for prec in ("fp32", "bf16"):
+        sps = train_steps_per_s(net, args.batch, args.window, prec, args.seconds)
+        print(f"train  {prec}: {sps:6.2f} steps/s at batch {args.batch}")
+    for prec in ("fp32", "bf16"):
+        eps = evals_per_s(net, args.sample_batch, args.window, prec, args.seconds)
+        print(f"sample {prec}: {eps:7.1f} network evaluations/s at batch {args.sample_batch}")
 
 
 if __name__ == "__main__":
