@@ -57,12 +57,29 @@ def noisy_samples(
     rotation_deg: float = 5.0,
     channel_noise: float = 0.0,
     pl_noise: float = 0.3,
+    grain_c_deg: float = 0.0,
+    speckle: float = 0.0,
 ) -> np.ndarray:
-    """(k, 3 + C_PL, H, W) float32 samples: rotated orientations (and/or channel noise) and noisy PL."""
+    """(k, 3 + C_PL, H, W) float32 samples: rotated orientations (and/or channel noise) and noisy PL.
+
+    ``grain_c_deg``: each sample turns each grain about its c-axis by a uniform angle in
+    +-grain_c_deg (what PL cannot tell); ``speckle``: that fraction of each sample's pixels gets
+    a random orientation.
+    """
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(k):
         q = section.quaternions
+        if grain_c_deg > 0:
+            half = (
+                np.deg2rad(rng.uniform(-grain_c_deg, grain_c_deg, section.grain_ids.max() + 1)) / 2
+            )
+            about_c = np.stack([np.cos(half), 0 * half, 0 * half, np.sin(half)], axis=-1)
+            q = quaternion_multiply(about_c[section.grain_ids], q)  # crystal frame: on the left
+        if speckle > 0:
+            flip = rng.random(q.shape[:2]) < speckle
+            q = np.array(q, copy=True)
+            q[flip] = random_quaternions((int(flip.sum()),), int(rng.integers(2**31))).numpy()
         if rotation_deg > 0:
             q = quaternion_multiply(small_rotations(q.shape[:2], rotation_deg, rng), q)
         ebsd = np.moveaxis(codec.encode_ebsd(q), -1, 0)

@@ -1,14 +1,20 @@
-"""aggregate(): every variant, better than one sample on a synthetic section, input checks."""
+"""aggregate(): every variant, better than one sample on a synthetic section, input checks; the
+boundary source (EBSD where observed, else PL) and the grain-consistent EBSD options."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from ebsdray import ChannelCodec
+from ebsdray import ChannelCodec, synthetic_volume
 from ebsdray.aggregate import aggregate, infer_variant
+from ebsdray.aggregate.boundaries import ebsd_edge_maps, edge_maps
+from ebsdray.aggregate.ebsd import decode_samples
 from ebsdray.metrics import chamfer, disorientation_stats, grain_boundaries, psnr
+from ebsdray.metrics.baselines import sobel_baseline
 
 
 def test_multimodal_set_beats_a_single_sample(codec, section, make_samples):
@@ -101,3 +107,91 @@ def test_bad_inputs_are_refused(codec, section, make_samples):
     with pytest.raises(ValueError, match="variant="):
         infer_variant(3, three)
     assert aggregate(x[:, :3], three, variant="ebsd")["variant"] == "ebsd"
+
+
+@pytest.fixture(scope="module")
+def one_c_axis(codec) -> SimpleNamespace:
+    """A 48 x 48 section whose grains share nearly one c-axis (3 deg spread), uniform about it."""
+    texture = {"kind": "macrozones", "n_zones": 1, "zone_size": 500.0, "spread_deg": 3.0}
+    vol = synthetic_volume((1, 48, 48), seed=3, grain_size=10, texture=texture)
+    q = vol.quaternions[0].astype(np.float64)
+    return SimpleNamespace(
+        grain_ids=vol.grain_ids[0], quaternions=q, channels=codec.encode_section(q)
+    )
+
+
+def grid_mask(channels: np.ndarray, step: int = 4) -> np.ndarray:
+    """(C, H, W) mask: EBSD on every ``step``-th row and column, PL everywhere."""
+    m = np.zeros(channels.shape, bool)
+    m[:3, ::step, ::step] = True
+    m[3:] = True
+    return m
+
+
+def test_boundaries_come_from_ebsd_where_it_was_observed(codec, one_c_axis, make_samples):
+    s = one_c_axis
+    x = make_samples(s, codec, 8, rotation_deg=1.0, speckle=0.03, pl_noise=0.1)
+    rng = np.random.default_rng(1)
+    y = s.channels + 0.05 * rng.standard_normal(s.channels.shape).astype(np.float32)
+    true = grain_boundaries(s.grain_ids)
+    out = aggregate(x, codec, observed=y, mask=grid_mask(s.channels))
+    assert out["boundary_source"] == "ebsd" and out["boundary_threshold"] == 0.5
+    c = {
+        "ebsd": chamfer(out["boundary"], true)["bidirectional"],
+        "pl": chamfer(aggregate(x, codec, boundary_source="pl")["boundary"], true)["bidirectional"],
+        "sobel": chamfer(sobel_baseline(y[3:])["boundary"], true)["bidirectional"],
+    }
+    # PL barely sees these boundaries; the few below 5 degrees are lost to EBSD too.
+    assert c["ebsd"] < 1.0 and c["ebsd"] < 0.2 * min(c["pl"], c["sobel"])
+    # The variance is that of the evidence the boundaries average.
+    e = ebsd_edge_maps(decode_samples(x[:, :3], codec))
+    assert np.allclose(out["boundary_confidence"], e.mean(axis=0))
+    assert np.allclose(out["uncertainty"]["boundary_variance"], e.var(axis=0))
+    # Both modalities on one scale, cut at >= 0.5: what EBSD alone is sure of stays a boundary.
+    both = aggregate(x, codec, observed=y, mask=grid_mask(s.channels), boundary_source="both")
+    assert both["boundary_source"] == "both"
+    assert chamfer(both["boundary"], true)["bidirectional"] < 0.2 * min(c["pl"], c["sobel"])
+
+
+def test_no_observed_ebsd_falls_back_to_pl(codec, section, make_samples):
+    x = make_samples(section, codec, 4)
+    mask = grid_mask(section.channels)
+    mask[:3] = False  # EBSD fraction 0: PL only
+    out = aggregate(x, codec, observed=section.channels, mask=mask)
+    ref = aggregate(x, codec)
+    assert out["boundary_source"] == ref["boundary_source"] == "pl"
+    assert np.array_equal(out["boundary"], ref["boundary"])
+    assert np.allclose(out["uncertainty"]["boundary_variance"], edge_maps(x[:, 3:]).var(axis=0))
+    assert out["boundary_threshold"] == ref["boundary_threshold"] < 1
+
+
+def test_saturated_ebsd_evidence_falls_back_to_pl(codec, section, make_samples):
+    # Samples turned 5 deg rms per pixel: nearly every neighbour pair of a sample differs by more
+    # than 5 deg, so EBSD marks everything; "auto" keeps the PL route then.
+    x = make_samples(section, codec, 8, rotation_deg=5.0)
+    mask = grid_mask(section.channels)
+    forced = aggregate(x, codec, observed=section.channels, mask=mask, boundary_source="ebsd")
+    assert forced["boundary"].mean() > 0.9
+    auto = aggregate(x, codec, observed=section.channels, mask=mask)
+    assert auto["boundary_source"] == "pl"
+    assert np.array_equal(auto["boundary"], aggregate(x, codec)["boundary"])
+
+
+def test_boundary_source_and_grain_options(codec, section, make_samples):
+    x = make_samples(section, codec, 2, rotation_deg=1.0)
+    mask = grid_mask(section.channels)
+    # The EBSD-only model: boundaries only on request (its stores hold none).
+    ebsd = aggregate(x[:, :3], codec, observed=section.channels[:3], mask=mask[:3])
+    assert "boundary" not in ebsd and "boundary_variance" not in ebsd["uncertainty"]
+    asked = aggregate(x[:, :3], codec, mask=mask[:3], boundary_source="ebsd")
+    assert asked["boundary_source"] == "ebsd" and "boundary_variance" in asked["uncertainty"]
+    with pytest.raises(ValueError, match="lack"):
+        aggregate(x[:, 3:], codec, boundary_source="ebsd")
+    with pytest.raises(ValueError, match="boundary_source"):
+        aggregate(x, codec, boundary_source="sobel")
+    # Per-pixel mean on request; it is always there as ebsd_quaternions_mean.
+    plain = aggregate(x, codec, observed=section.channels, mask=mask, grain_consistent=False)
+    assert "grain_labels" not in plain
+    assert np.array_equal(plain["ebsd_quaternions"], plain["ebsd_quaternions_mean"])
+    full = aggregate(x, codec, observed=section.channels, mask=mask)
+    assert np.allclose(full["ebsd_quaternions_mean"], plain["ebsd_quaternions_mean"])

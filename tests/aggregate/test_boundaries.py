@@ -1,6 +1,9 @@
-"""Boundary aggregation: Sobel against a naive loop, normalization, the kneed elbow threshold."""
+"""Boundary aggregation: Sobel against a naive loop, normalization, the kneed elbow threshold; EBSD
+evidence: ramp, medoid filter, boundaries invisible to PL."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -8,11 +11,20 @@ import pytest
 from ebsdray.aggregate.boundaries import (
     boundary_confidence,
     boundary_uncertainty,
+    ebsd_edge_maps,
     edge_maps,
     elbow_threshold,
+    medoid_filter,
+    pair_evidence,
+    pl_evidence,
+    ramp,
     sobel_magnitude,
     threshold_boundaries,
 )
+from ebsdray.aggregate.ebsd import decode_samples
+from ebsdray.data.cubochoric import random_quaternions
+from ebsdray.data.rotations import quaternion_multiply
+from ebsdray.data.symmetry import disorientation_deg
 from ebsdray.metrics import chamfer, grain_boundaries
 
 
@@ -84,3 +96,72 @@ def test_elbow_picks_a_sensible_fraction_on_a_sobel_map(codec, section, make_sam
     # Subsampling the sorted curve changes little.
     full = p >= elbow_threshold(p, max_points=p.size)
     assert abs(full.mean() - picked.mean()) < 0.03
+
+
+# --- EBSD evidence ----------------------------------------------------------------------------
+
+
+def block_in_grain(
+    size: int = 12, block: tuple[int, int] = (4, 8)
+) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) ids (a square grain 2 inside grain 1) and (H, W, 4) orientations."""
+    ids = np.ones((size, size), np.int32)
+    ids[block[0] : block[1], block[0] : block[1]] = 2
+    qg = random_quaternions((3,), 5).numpy().astype(np.float64)
+    return ids, qg[ids]
+
+
+def test_ramp_is_centred_on_the_threshold():
+    got = ramp([3.0, 4.5, 5.0, 5.25, 7.0], 5.0, 1.0)
+    assert np.allclose(got, [0.0, 0.0, 0.5, 0.75, 1.0])
+    assert np.array_equal(ramp([4.99, 5.0], 5.0, 0.0), [0.0, 1.0])
+
+
+def test_clean_maps_give_exactly_the_true_boundary(section):
+    # Both pixels of a pair get its evidence: the two-sided band of grain_boundaries.
+    true = grain_boundaries(section.grain_ids)
+    assert np.array_equal(ebsd_edge_maps(section.quaternions[None], window=None)[0] > 0.5, true)
+    # The medoids move one-pixel features only (10 and 24 of 4096 pixels here).
+    for window, wrong in (("weighted", 10), ("square", 24)):
+        e = ebsd_edge_maps(section.quaternions[None], window=window)[0] > 0.5
+        assert (e != true).sum() <= wrong and chamfer(e, true)["bidirectional"] < 0.02
+    v, h = pair_evidence(section.quaternions[None], window=None)
+    assert v.shape == (1, 63, 64) and h.shape == (1, 64, 63)
+    assert np.array_equal(v[0] > 0.5, section.grain_ids[1:] != section.grain_ids[:-1])
+
+
+def test_medoid_removes_speckle_and_the_weighted_one_keeps_corners():
+    _, q = block_in_grain()
+    noisy = q.copy()
+    noisy[[1, 1, 10], [1, 2, 9]] = random_quaternions(
+        (3,), 9
+    ).numpy()  # a 2-pixel and a 1-pixel speckle
+    square, weighted = medoid_filter(noisy[None], ("square", "weighted"))
+    assert np.all(disorientation_deg(weighted[0], q) < 1e-6)  # speckle gone, corners kept
+    # The plain 3 x 3 medoid clips the block's four corners (4 of 9 window members), nothing else.
+    wrong = disorientation_deg(square[0], q) > 1e-6
+    assert wrong.sum() == 4 and wrong[[4, 4, 7, 7], [4, 7, 4, 7]].all()
+    assert np.array_equal(medoid_filter(noisy[None], "square"), square)
+    with pytest.raises(ValueError, match="window"):
+        medoid_filter(noisy[None], "round")
+
+
+def test_ebsd_evidence_sees_what_pl_cannot(codec, make_samples):
+    # Two grains of one c-axis, turned 30 degrees about it: identical PL, a clear disorientation.
+    q1 = random_quaternions((1,), 11).numpy()[0].astype(np.float64)
+    turn = np.array([np.cos(np.pi / 12), 0.0, 0.0, np.sin(np.pi / 12)])
+    ids = np.ones((24, 24), np.int32)
+    ids[:, 12:] = 2
+    q = np.where((ids == 1)[..., None], q1, quaternion_multiply(turn, q1))
+    section = SimpleNamespace(grain_ids=ids, quaternions=q, channels=codec.encode_section(q))
+    x = make_samples(section, codec, 8, rotation_deg=1.0, speckle=0.03, pl_noise=0.05)
+    true = grain_boundaries(ids)
+    p = ebsd_edge_maps(decode_samples(x[:, :3], codec)).mean(axis=0)
+    assert chamfer(p > 0.5, true)["bidirectional"] < 0.05
+    assert chamfer(threshold_boundaries(boundary_confidence(x[:, 3:])), true)["bidirectional"] > 5
+
+
+def test_pl_evidence_puts_the_elbow_at_one_half():
+    edge = np.array([[[0.0, 0.2, 0.4, 0.8]]])
+    assert np.allclose(pl_evidence(edge, 0.4), [[[0.0, 0.25, 0.5, 1.0]]])
+    assert not pl_evidence(edge, np.inf).any()

@@ -1,0 +1,151 @@
+"""Grain-consistent EBSD: segmentation from pair probabilities, fragments, splits, one orientation
+per grain; on synthetic sections whose samples err the way PL-conditioned samples do."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from ebsdray.aggregate import aggregate
+from ebsdray.aggregate.grains import (
+    grain_consistent,
+    grain_means,
+    merge_fragments,
+    segment_pairs,
+    split_by_observations,
+)
+from ebsdray.aggregate.orientations import orientation_mean
+from ebsdray.data.cubochoric import random_quaternions
+from ebsdray.data.rotations import axis_angle_to_quaternion, quaternion_multiply
+from ebsdray.data.symmetry import disorientation_deg
+from ebsdray.metrics import disorientation_stats
+
+
+def about_c(deg: float) -> np.ndarray:
+    """(4,) rotation by ``deg`` about the crystal c-axis (applied on the left: PL cannot see it)."""
+    return axis_angle_to_quaternion(np.array([0.0, 0.0, 1.0]), np.array(np.deg2rad(deg)))
+
+
+def two_grains(h: int = 16, w: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) ids (1 left, 2 right) and (H, W, 4) orientations 30 deg apart about c."""
+    q1 = random_quaternions((1,), 11).numpy()[0].astype(np.float64)
+    q2 = quaternion_multiply(about_c(30.0), q1)
+    ids = np.ones((h, w), np.int32)
+    ids[:, w // 2 :] = 2
+    return ids, np.where((ids == 1)[..., None], q1, q2)
+
+
+def grid(shape: tuple[int, ...], step: int = 4) -> np.ndarray:
+    m = np.zeros(shape, bool)
+    m[..., ::step, ::step] = True
+    return m
+
+
+def test_grain_consistent_output_beats_the_per_pixel_mean(codec, section, make_samples):
+    # Samples that know each grain's c-axis (from PL) but not its turn about c, plus speckle:
+    # the per-pixel mean blends the turns; observed pixels pin each grain down.
+    x = make_samples(section, codec, 8, rotation_deg=1.0, grain_c_deg=20.0, speckle=0.05)
+    mask = grid(section.channels.shape)
+    mask[3:] = True
+    out = aggregate(x, codec, observed=section.channels, mask=mask)
+    err = {
+        k: disorientation_stats(out[k], section.quaternions, section.grain_ids)["mean_deg"]
+        for k in ("ebsd_quaternions", "ebsd_quaternions_mean")
+    }
+    assert err["ebsd_quaternions"] < 1.0 < 4.0 < err["ebsd_quaternions_mean"]
+    labels = out["grain_labels"]
+    assert labels.dtype == np.int32 and labels.shape == section.grain_ids.shape
+    assert 0.8 * section.grain_ids.max() <= labels.max() <= 1.5 * section.grain_ids.max()
+    # One orientation per grain: every pixel equals its grain's first pixel.
+    q = out["ebsd_quaternions"]
+    _, first = np.unique(labels.ravel(), return_index=True)
+    ref = q.reshape(-1, 4)[first][labels.ravel() - 1].reshape(q.shape)
+    assert np.array_equal(q, ref)
+    assert np.allclose(out["ebsd_channels"], np.moveaxis(codec.encode_ebsd(q), -1, 0))
+
+
+def test_an_observed_pixel_sets_its_grain(codec, make_samples):
+    ids, q = two_grains()
+    section = SimpleNamespace(grain_ids=ids, quaternions=q, channels=codec.encode_section(q))
+    x = make_samples(section, codec, 8, rotation_deg=1.0, grain_c_deg=20.0)
+    observed = np.zeros(ids.shape, bool)
+    observed[8, 3] = True  # one pixel inside the left grain
+    out = aggregate(x, codec, observed=section.channels, mask=observed, align=False)
+    left, right = out["ebsd_quaternions"][ids == 1], out["ebsd_quaternions"][ids == 2]
+    assert np.all(disorientation_deg(left, q[8, 3]) < 1e-3)  # the observation, everywhere
+    assert np.unique(out["grain_labels"][ids == 1]).size == 1
+    # The unobserved grain keeps one posterior orientation: the mean over its pixels.
+    assert np.unique(out["grain_labels"][ids == 2]).size == 1
+    assert np.all(disorientation_deg(right, right[0]) < 1e-6)
+    mean_right = orientation_mean(out["ebsd_quaternions_mean"][ids == 2])
+    assert disorientation_deg(right[0], mean_right) < 0.5
+
+
+def test_segment_pairs_cuts_at_a_strict_majority():
+    v, h = np.zeros((3, 4)), np.zeros((4, 3))
+    h[:, 1] = 0.75  # a wall between columns 1 and 2
+    labels = segment_pairs(v, h)
+    assert labels.dtype == np.int32
+    assert np.array_equal(labels, np.repeat([[1, 1, 2, 2]], 4, axis=0))
+    h[0, 1] = 0.5  # half the samples against half: no evidence, the grains join
+    assert segment_pairs(v, h).max() == 1
+    with pytest.raises(ValueError, match="fit one image"):
+        segment_pairs(v, h[:, :2])
+
+
+def test_fragments_join_the_closest_grain_unless_observed():
+    ids, q = two_grains(8, 8)
+    labels = ids.copy()
+    labels[3, 3] = 3  # a one-pixel fragment in the left grain, but with the right grain's
+    q = q.copy()  # orientation turned a little: it joins the right grain (closest), not the left
+    q[3, 3] = quaternion_multiply(about_c(2.0), q[0, -1])
+    merged = merge_fragments(labels, q)
+    assert merged.max() == 2 and merged[3, 3] == merged[0, -1] != merged[3, 2]
+    keep = np.zeros(ids.shape, bool)
+    keep[3, 3] = True
+    assert merge_fragments(labels, q, keep).max() == 3  # an observation is never merged away
+    # Only fragments everywhere (every pair a boundary): nothing snowballs, labels stay.
+    singles = np.arange(1, 65, dtype=np.int32).reshape(8, 8)
+    assert np.array_equal(merge_fragments(singles, q), singles)
+
+
+def test_a_merged_grain_is_split_at_its_weakest_link():
+    ids, q = two_grains(8, 8)
+    labels = np.ones_like(ids)  # the samples leaked: one grain
+    v, h = np.zeros((7, 8)), np.zeros((8, 7))
+    h[:, 3] = 0.4  # weak evidence at the true interface, below the cut
+    observed = np.zeros(ids.shape, bool)
+    observed[1, 1] = observed[6, 6] = observed[2, 0] = True
+    split = split_by_observations(labels, v, h, q, observed)
+    assert np.array_equal(split, ids)
+    # Observations that agree keep the grain whole.
+    assert (
+        split_by_observations(labels, v, h, np.broadcast_to(q[0, 0], q.shape), observed).max() == 1
+    )
+
+
+def test_grain_means_are_robust_to_outliers():
+    rng = np.random.default_rng(0)
+    base = random_quaternions((1,), 3).numpy()[0].astype(np.float64)
+    v = rng.standard_normal((40, 3)) * np.deg2rad(1.0)
+    q = quaternion_multiply(axis_angle_to_quaternion(v, np.linalg.norm(v, axis=-1)), base)
+    q[:4] = random_quaternions((4,), 4).numpy()  # 10 % wild pixels
+    labels = np.ones((1, 40), np.int32)
+    means, present = grain_means(labels, q[None])
+    assert present.tolist() == [False, True]
+    assert disorientation_deg(means[1], base) < 0.5
+    # Selecting pixels: a label without selected pixels is absent (identity).
+    sel = np.zeros((1, 40), bool)
+    means, present = grain_means(labels, q[None], sel)
+    assert not present.any() and np.allclose(means[1], [1, 0, 0, 0])
+
+
+def test_grain_consistent_without_observations_uses_the_posterior():
+    ids, q = two_grains(8, 8)
+    v, h = np.zeros((7, 8)), np.zeros((8, 7))
+    h[:, 3] = 1.0
+    out = grain_consistent(v, h, q)
+    assert np.array_equal(out["labels"], ids) and not out["from_observation"].any()
+    assert np.all(disorientation_deg(out["quaternions"], q) < 1e-6)
