@@ -182,6 +182,28 @@ def merge_fragments(
     return renumber(target[labels])
 
 
+def merge_agreeing(labels: np.ndarray, grain_q: np.ndarray, tolerance_deg: float) -> np.ndarray:
+    """Join neighbouring grains whose orientations differ by less than ``tolerance_deg``.
+
+    Parameters
+    ----------
+    labels : (H, W) int labels 1..N.
+    grain_q : (N + 1, 4) orientation of each grain (row 0 unused).
+
+    Returns
+    -------
+    (H, W) int32 labels 1..M, renumbered in raster order.
+    """
+    n = int(labels.max()) + 1
+    a, b = _pairs(labels.shape)
+    la, lb = labels.ravel()[a], labels.ravel()[b]
+    cross = (la != lb) & (la > 0) & (lb > 0)
+    la, lb = la[cross], lb[cross]
+    close = disorientation_deg(grain_q[la], grain_q[lb]) < tolerance_deg
+    component = _components(n, la[close], lb[close])
+    return renumber(np.where(labels > 0, component[labels] + 1, 0))
+
+
 def split_by_observations(
     labels: np.ndarray,
     vertical: Any,
@@ -286,6 +308,14 @@ def grain_consistent(
     if obs is not None:
         q_obs = as_numpy(q_observed, np.float64)
         labels = split_by_observations(labels, vertical, horizontal, q_obs, obs, tolerance_deg)
+        grain_q, _ = grain_means(labels, qm, trim_deg=trim_deg)
+        q_from_obs, from_obs = grain_means(labels, q_obs, obs, trim_deg)
+        grain_q = np.where(from_obs[:, None], q_from_obs, grain_q)
+    if obs is not None:
+        # Neighbours whose grain orientations agree within the tolerance are one grain by the
+        # segmentation's own definition (e.g. a speckle the samples made at an observed pixel,
+        # kept as its own fragment because of that observation).
+        labels = merge_agreeing(labels, grain_q, tolerance_deg)
         grain_q, _ = grain_means(labels, qm, trim_deg=trim_deg)
         q_from_obs, from_obs = grain_means(labels, q_obs, obs, trim_deg)
         grain_q = np.where(from_obs[:, None], q_from_obs, grain_q)
