@@ -182,8 +182,12 @@ def merge_fragments(
     return renumber(target[labels])
 
 
-def merge_agreeing(labels: np.ndarray, grain_q: np.ndarray, tolerance_deg: float) -> np.ndarray:
-    """Join neighbouring grains whose orientations differ by less than ``tolerance_deg``.
+def merge_agreeing(
+    labels: np.ndarray, grain_q: np.ndarray, tolerance_deg: float, max_size: int
+) -> np.ndarray:
+    """Join fragments of at most ``max_size`` pixels to a neighbouring grain whose orientation
+    differs by less than ``tolerance_deg`` (larger grains the samples separated stay apart: two
+    grains of a macrozone may be closer than the tolerance).
 
     Parameters
     ----------
@@ -197,7 +201,8 @@ def merge_agreeing(labels: np.ndarray, grain_q: np.ndarray, tolerance_deg: float
     n = int(labels.max()) + 1
     a, b = _pairs(labels.shape)
     la, lb = labels.ravel()[a], labels.ravel()[b]
-    cross = (la != lb) & (la > 0) & (lb > 0)
+    small = np.bincount(labels.ravel(), minlength=n) <= max_size
+    cross = (la != lb) & (la > 0) & (lb > 0) & (small[la] | small[lb])
     la, lb = la[cross], lb[cross]
     close = disorientation_deg(grain_q[la], grain_q[lb]) < tolerance_deg
     component = _components(n, la[close], lb[close])
@@ -315,7 +320,7 @@ def grain_consistent(
         # Neighbours whose grain orientations agree within the tolerance are one grain by the
         # segmentation's own definition (e.g. a speckle the samples made at an observed pixel,
         # kept as its own fragment because of that observation).
-        labels = merge_agreeing(labels, grain_q, tolerance_deg)
+        labels = merge_agreeing(labels, grain_q, tolerance_deg, min_size)
         grain_q, _ = grain_means(labels, qm, trim_deg=trim_deg)
         q_from_obs, from_obs = grain_means(labels, q_obs, obs, trim_deg)
         grain_q = np.where(from_obs[:, None], q_from_obs, grain_q)
