@@ -64,7 +64,8 @@ def resolve_precision(precision: str, device: torch.device | str = "cpu") -> Pre
     Parameters
     ----------
     precision : {"auto", "fp32", "bf16"}
-        ``auto``: bf16 where the device runs it natively (see module docstring), else fp32.
+        ``auto``: the environment variable ``EBSDRAY_PRECISION`` when set (fp32 or bf16), else
+        bf16 where the device runs it natively (see module docstring), else fp32.
         ``bf16`` is honoured even where it is emulated (slow, but the user asked for it).
     device : the device the network runs on.
 
@@ -76,6 +77,11 @@ def resolve_precision(precision: str, device: torch.device | str = "cpu") -> Pre
         raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
     if precision != "auto":
         return precision  # type: ignore[return-value]
+    forced = os.environ.get("EBSDRAY_PRECISION", "")
+    if forced:  # a machine-wide choice for "auto", e.g. to stand in for a CPU without bf16
+        if forced not in ("fp32", "bf16"):
+            raise ValueError(f"EBSDRAY_PRECISION must be fp32 or bf16; got {forced!r}")
+        return forced  # type: ignore[return-value]
     device = torch.device(device)
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"

@@ -7,7 +7,8 @@ from ebsdray.precision import cpu_has_native_bf16, network_autocast, resolve_pre
 from ebsdray.training import TrainConfig
 
 
-def test_auto_is_bf16_only_on_cpus_with_native_bf16() -> None:
+def test_auto_is_bf16_only_on_cpus_with_native_bf16(monkeypatch) -> None:
+    monkeypatch.delenv("EBSDRAY_PRECISION", raising=False)
     with open("/proc/cpuinfo") as f:
         flags = f.read()
     native = ("avx512_bf16" in flags) or ("amx_bf16" in flags)
@@ -28,3 +29,12 @@ def test_unknown_precision_is_refused_with_the_choices() -> None:
         resolve_precision("fp16")
     with pytest.raises(ValueError, match="unknown precision"):
         TrainConfig(name="x", variant="multimodal", data_dir="/d", run_dir="/r", precision="half")
+
+
+def test_environment_overrides_auto_only(monkeypatch) -> None:
+    monkeypatch.setenv("EBSDRAY_PRECISION", "fp32")
+    assert resolve_precision("auto") == "fp32"
+    assert resolve_precision("bf16") == "bf16"
+    monkeypatch.setenv("EBSDRAY_PRECISION", "half")
+    with pytest.raises(ValueError, match="EBSDRAY_PRECISION"):
+        resolve_precision("auto")
