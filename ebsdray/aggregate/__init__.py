@@ -279,6 +279,11 @@ def aggregate(
                 tolerance_deg=threshold_deg,
             )
             q = g["quaternions"]
+            if q_obs is not None and m is not None:
+                # an observed pixel keeps its own measurement: grains of one 5-degree segment may
+                # still differ by a few degrees (macrozones), and the observation is the best
+                # estimate there
+                q = np.where(m[..., None], q_obs, q)
             out["grain_labels"] = g["labels"]
             if out.get("boundary_source") == "ebsd":
                 # The grains' own borders: the evidence map's isolated speckles (most of its
