@@ -315,37 +315,43 @@ def reconstruct(
         output_dir=None if store is None else str(store.output_dir),
         figure=figures,
     )
-    on_ray = bool(todo) and (cluster is not None or replicas is not None)
-    if on_ray:
-        connect(cluster)
-        resources = resources or ReplicaResources()
-        backend = RayBackend(model, replicas or default_replicas(resources), resources)
-    else:
-        backend = LocalBackend(model)
-    if progress and todo:
-        threads = resources.threads if on_ray else torch.get_num_threads()
-        _announce(model, observation, budget, todo, precision, backend.replicas, threads)
+    owns_store = store is not None and not isinstance(output_dir, ReconstructionStore)
     try:
-        done = run_sections(
-            backend,
-            observation,
-            model,
-            budget,
-            spec,
-            seed=seed,
-            sections=todo,
-            precision=precision,
-            samples_per_request=samples_per_request,
-            on_section=on_section,
-            progress=progress,
-        )
-    finally:
+        on_ray = bool(todo) and (cluster is not None or replicas is not None)
         if on_ray:
-            backend.close()
-    records |= {i: out["record"] for i, out in done.items()}
-    ordered = [records[i] for i in indices]
+            connect(cluster)
+            resources = resources or ReplicaResources()
+            backend = RayBackend(model, replicas or default_replicas(resources), resources)
+        else:
+            backend = LocalBackend(model)
+        if progress and todo:
+            threads = resources.threads if on_ray else torch.get_num_threads()
+            _announce(model, observation, budget, todo, precision, backend.replicas, threads)
+        try:
+            done = run_sections(
+                backend,
+                observation,
+                model,
+                budget,
+                spec,
+                seed=seed,
+                sections=todo,
+                precision=precision,
+                samples_per_request=samples_per_request,
+                on_section=on_section,
+                progress=progress,
+            )
+        finally:
+            if on_ray:
+                backend.close()
+        records |= {i: out["record"] for i, out in done.items()}
+        ordered = [records[i] for i in indices]
+        if store is not None:
+            store.finalize()
+    finally:  # a store this call opened gives its directory up however the call ends
+        if owns_store:
+            store.release()
     if store is not None:
-        store.finalize()
         results: Sequence[SectionResult] = StoredSections(store, indices)
     else:
         results = [done[i]["result"] for i in indices]

@@ -228,4 +228,5 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
         mlflow.log_metric("wall_seconds", summary["wall_seconds"])
     (out / "summary.json").write_text(json.dumps(summary, indent=1))
     store.finalize({"overall": overall, "mlflow_run_id": active.info.run_id})
+    store.release()
     return summary

@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import zarr
 
+from ebsdray.io.output_lock import LOCK_NAME, OutputLock
+
 FORMAT_NAME = "ebsdray-reconstruction"
 FORMAT_VERSION = 1
 STORE_NAME = "reconstruction.zarr"
@@ -104,14 +106,52 @@ class ReconstructionStore:
     ) -> ReconstructionStore:
         """Make a new store, or reopen one made by the same job (to resume it).
 
+        The returned store holds the directory's lock (:mod:`ebsdray.io.output_lock`) until
+        :meth:`release` or the end of the process: one job writes a directory at a time.
+
         Raises
         ------
         FileExistsError : ``output_dir`` holds other files, or a reconstruction of another job
             (the message lists what differs).
+        OutputDirBusy : another running job holds ``output_dir`` (the message names it).
         """
         out = Path(output_dir).expanduser().resolve()
         path = out / STORE_NAME
-        identity = _normalized(identity)
+        tmp = out / f".{STORE_NAME}.partial"
+        ours = {tmp.name, LOCK_NAME}
+        if out.exists() and not path.exists():  # refuse a foreign directory before locking it
+            if not out.is_dir() or any(p.name not in ours for p in out.iterdir()):
+                raise FileExistsError(
+                    f"output_dir {out} exists and holds other files; choose a new or empty "
+                    "directory"
+                )
+        lock = OutputLock(out)
+        try:
+            store = cls._create_locked(
+                out, path, tmp, _normalized(identity), shape, variant, pl_channels,
+                max_samples, keep_samples, attrs,
+            )  # fmt: skip
+        except BaseException:
+            lock.release()
+            raise
+        store._lock = lock
+        return store
+
+    def release(self) -> None:
+        """Give up this job's lock on the output directory (idempotent)."""
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
+            self._lock = None
+
+    def __getstate__(self) -> dict[str, Any]:  # the lock stays with the process that took it
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    @classmethod
+    def _create_locked(
+        cls, out, path, tmp, identity, shape, variant, pl_channels, max_samples, keep_samples,
+        attrs,
+    ) -> ReconstructionStore:  # fmt: skip
         if path.exists():
             store = cls(out)
             diff = _differences(store.attrs.get("identity", {}), identity)
@@ -122,11 +162,6 @@ class ReconstructionStore:
                     "(or delete this one to start over)."
                 )
             return store
-        tmp = out / f".{STORE_NAME}.partial"
-        if out.exists() and (not out.is_dir() or any(p.name != tmp.name for p in out.iterdir())):
-            raise FileExistsError(
-                f"output_dir {out} exists and holds other files; choose a new or empty directory"
-            )
         d, h, w = shape
         channels = {"multimodal": 3 + pl_channels, "ebsd": 3, "pl": pl_channels}[variant]
         root = zarr.open_group(tmp, mode="w")  # replaces the leftover of an interrupted creation

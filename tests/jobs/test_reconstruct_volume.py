@@ -186,7 +186,9 @@ def test_script_and_ray_job_submit_to_a_local_head(tiny_models, tmp_path):
                  f"output_dir={home / 'submitted'}"],
                 env=env, capture_output=True, text=True, timeout=600,
             )  # fmt: skip
-            if "Connection refused" not in submit.stderr + submit.stdout:
+            # the dashboard, then its job agent, take a while to come up on a busy machine
+            not_yet = ("Connection refused", "No available agent to submit job")
+            if not any(m in submit.stderr + submit.stdout for m in not_yet):
                 break
         assert submit.returncode == 0, (submit.stdout + submit.stderr)[-3000:]
         assert "reconstructed 3 sections" in submit.stdout
