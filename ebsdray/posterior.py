@@ -227,8 +227,7 @@ def sample_section(
             precision=precision,
         )
     elif budget.sampler == "guided":
-        every_channel_observed = bool((obs.mask.flatten(1).amax(1) > 0).all())
-        warm = budget.warm_start_t is not None and every_channel_observed
+        start_t = _warm_start_t(budget, obs)
         weights = [budget.ebsd_guidance] * obs.ebsd_channels + [
             budget.pl_guidance
         ] * obs.pl_channels
@@ -239,8 +238,8 @@ def sample_section(
             gens,
             num_steps=budget.steps,
             guidance=weights,
-            start_from=warm_start_estimate(obs) if warm else None,
-            start_t=budget.warm_start_t if warm else None,
+            start_from=None if start_t is None else warm_start_estimate(obs),
+            start_t=start_t,
             precision=precision,
         )
     else:
@@ -251,15 +250,19 @@ def sample_section(
     return samples.float().cpu(), info
 
 
+def _warm_start_t(budget: Budget, obs) -> int | None:
+    """The guided chain's warm-start timestep: only when every channel has observed entries
+    (an estimate of a channel with none would be made up)."""
+    every_channel_observed = bool((obs.mask.flatten(1).amax(1) > 0).all())
+    return budget.warm_start_t if every_channel_observed else None
+
+
 def planned_steps(model: DiffusionModel, section: ObservedSection, budget: Budget) -> int:
     """Network calls per posterior sample of ``section`` (the sampler's whole plan: pinned
     levels and fine tail of FPS-SMC; the warm-started part of a guided chain)."""
     obs = section.observation.for_variant(model.variant)
     if budget.sampler == "guided":
-        warm = budget.warm_start_t is not None and bool((obs.mask.flatten(1).amax(1) > 0).all())
-        return len(
-            guided_chain(model.schedule, budget.steps, budget.warm_start_t if warm else None)
-        )
+        return len(guided_chain(model.schedule, budget.steps, _warm_start_t(budget, obs)))
     tail = max(budget.steps // 4, 1) if budget.sampler == "fps_smc" else 0
     return len(
         plan_levels(model.schedule, budget.steps, obs.sigma, True, SIGMA_FLOOR, tail).timesteps

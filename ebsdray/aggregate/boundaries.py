@@ -16,11 +16,9 @@ the c-axis only); their disorientation can. Each sample is first denoised by a 3
 noise of 2 degrees rms per axis puts most interior pairs of one sample beyond 5 degrees (64 x 64,
 K = 8: Chamfer 6.0 raw, 0.02 filtered).
 
-Chamfer on 64 x 64 sections, samples of the shipped multimodal model, EBSD grid 1/16, PL route
--> EBSD route (Sobel on the observed PL): macrozone section, neighbours of nearly one c-axis
-(K = 8) 2.13 -> 1.07 (1.84); uniform texture 0.30 -> 0.39 (0.37); two validation sections
-(K = 4) 0.29 -> 0.40 (0.29) and 0.37 -> 0.37 (0.45), at EBSD 1/4 0.29 -> 0.22 and 0.35 -> 0.20.
-A hard step (``ramp_deg=0``) measured 0.36, 0.21, 0.33, 0.19 on the validation sections.
+:func:`ebsdray.aggregate.aggregate` draws the final boundary map from this evidence as the borders
+of the grain-consistent segmentation (:mod:`ebsdray.aggregate.grains`); the figures are in
+``bench/quality_report.py``'s report.
 """
 
 from __future__ import annotations

@@ -7,7 +7,8 @@
 2. Fragments of at most ``min_size`` pixels without an observation join the neighbouring grain
    closest in orientation.
 3. A grain whose observed pixels disagree is split along its weakest links
-   (:func:`split_by_observations`).
+   (:func:`split_by_observations`); fragments that then agree with a neighbour within the
+   tolerance join it (:func:`merge_agreeing`).
 4. Each grain takes one orientation: the robust mean of its observed EBSD pixels when it has any,
    else the robust mean of the per-pixel posterior mean over its pixels.
 
@@ -280,7 +281,8 @@ def grain_consistent(
     posterior mean.
 
     Steps: :func:`segment_pairs` (pairs at probability 0.5 or less join), :func:`merge_fragments`
-    (unobserved fragments up to ``min_size`` pixels), :func:`split_by_observations`, then
+    (unobserved fragments up to ``min_size`` pixels), :func:`split_by_observations`,
+    :func:`merge_agreeing`, then
     :func:`grain_means` of the observations in each grain, or of ``q_mean`` where there are none.
 
     Parameters
@@ -308,22 +310,22 @@ def grain_consistent(
     labels = segment_pairs(vertical, horizontal)
     if min_size > 0:
         labels = merge_fragments(labels, qm, obs, min_size)
-    grain_q, _ = grain_means(labels, qm, trim_deg=trim_deg)
-    from_obs = np.zeros(grain_q.shape[0], bool)
+
+    def orientations(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        grain_q, _ = grain_means(labels, qm, trim_deg=trim_deg)
+        if obs is None:
+            return grain_q, np.zeros(grain_q.shape[0], bool)
+        q_from_obs, from_obs = grain_means(labels, q_obs, obs, trim_deg)
+        return np.where(from_obs[:, None], q_from_obs, grain_q), from_obs
+
     if obs is not None:
         q_obs = as_numpy(q_observed, np.float64)
         labels = split_by_observations(labels, vertical, horizontal, q_obs, obs, tolerance_deg)
-        grain_q, _ = grain_means(labels, qm, trim_deg=trim_deg)
-        q_from_obs, from_obs = grain_means(labels, q_obs, obs, trim_deg)
-        grain_q = np.where(from_obs[:, None], q_from_obs, grain_q)
-    if obs is not None:
-        # Neighbours whose grain orientations agree within the tolerance are one grain by the
-        # segmentation's own definition (e.g. a speckle the samples made at an observed pixel,
-        # kept as its own fragment because of that observation).
-        labels = merge_agreeing(labels, grain_q, tolerance_deg, min_size)
-        grain_q, _ = grain_means(labels, qm, trim_deg=trim_deg)
-        q_from_obs, from_obs = grain_means(labels, q_obs, obs, trim_deg)
-        grain_q = np.where(from_obs[:, None], q_from_obs, grain_q)
+        # Fragments whose grain orientation agrees with a neighbour's within the tolerance are
+        # that grain by the segmentation's own definition (e.g. a speckle the samples made at
+        # an observed pixel, kept as its own fragment because of that observation).
+        labels = merge_agreeing(labels, orientations(labels)[0], tolerance_deg, min_size)
+    grain_q, from_obs = orientations(labels)
     return {
         "quaternions": grain_q[labels],
         "labels": labels,

@@ -93,13 +93,14 @@ def check_generators(generators: Sequence[torch.Generator]) -> None:
 
 
 @contextlib.contextmanager
-def network_mode(net: Denoiser) -> Iterator[None]:
-    """Eval mode for an ``nn.Module`` during sampling, restored afterwards; inference mode."""
+def network_mode(net: Denoiser, inference: bool = True) -> Iterator[None]:
+    """Eval mode for an ``nn.Module`` during sampling, restored afterwards; inference mode
+    unless the sampler differentiates through the network (``inference=False``)."""
     was_training = isinstance(net, nn.Module) and net.training
     if isinstance(net, nn.Module):
         net.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode() if inference else contextlib.nullcontext():
             yield
     finally:
         if was_training:

@@ -38,16 +38,21 @@ from typing import Any
 import numpy as np
 import torch
 from scipy import ndimage
-from torch import Tensor, nn
+from torch import Tensor
 
 from ebsdray.diffusion.schedule import Denoiser, DiffusionSchedule
-from ebsdray.inverse._common import check_generators, plan_levels, randn_per_run
+from ebsdray.inverse._common import (
+    check_generators,
+    evaluate,
+    network_mode,
+    plan_levels,
+    randn_per_run,
+)
+from ebsdray.inverse.fps_smc import SIGMA_FLOOR
 from ebsdray.inverse.operators import Observation
-from ebsdray.precision import network_autocast, resolve_precision
+from ebsdray.precision import resolve_precision
 
 __all__ = ["guided_chain", "guided_sampler", "warm_start_estimate"]
-
-SIGMA_FLOOR = 1e-3
 
 
 def warm_start_estimate(observation: Observation) -> Tensor:
@@ -146,6 +151,7 @@ def guided_sampler(
     # each channel's noise-equivalent level: replaced down to it, free below it
     pin = plan_levels(schedule, 1, observation.sigma, True, SIGMA_FLOOR)
     pin_t = [pin.timesteps[int(p)] if int(p) < len(pin.timesteps) else -1 for p in pin.pin]
+    # (-1: a noiseless channel, replaced down to the last step)
     a_star = pin.pin_abar.to(device).float().view(-1, 1, 1)
     pin_t = torch.tensor(pin_t, device=device).view(-1, 1, 1)
     w = w.to(device).view(-1, 1, 1)
@@ -153,10 +159,7 @@ def guided_sampler(
     abar = [float(schedule.alphas_cumprod[t]) for t in timesteps] + [1.0]
     precision = resolve_precision(precision, device)
 
-    was_training = isinstance(denoiser, nn.Module) and denoiser.training
-    if isinstance(denoiser, nn.Module):
-        denoiser.eval()
-    try:
+    with network_mode(denoiser, inference=False):  # the guidance differentiates the network
         z = randn_per_run(generators, shape, device)
         if start_from is None:
             x = z
@@ -177,15 +180,12 @@ def guided_sampler(
                     + math.sqrt(s2) * noise
                 )
                 if replace:
-                    on = m * (pin_t < timesteps[i + 1] + 1).float()  # channel still pinned at a'
+                    on = m * (pin_t <= timesteps[i + 1]).float()  # channel still pinned at a'
                     sd = (1.0 - a_next / a_star).clamp(min=0.0).sqrt()
                     y_next = math.sqrt(a_next) * y + sd * randn_per_run(generators, shape, device)
                     x = on * y_next + (1 - on) * x
             else:
                 x = x0
-    finally:
-        if was_training:
-            denoiser.train()  # type: ignore[union-attr]
     info: dict[str, Any] = {
         "network_evaluations": len(timesteps) * K,
         "num_steps": len(timesteps),
@@ -213,29 +213,19 @@ def _guided_x0(
     """Guided clean estimate (K, C, H, W): x0hat plus the weighted likelihood step, one run at a
     time (each run its own network calls, forward and backward)."""
     r2 = 1.0 - a  # variance of x0hat's error at this level (PiGDM)
+    guided = bool((weight > 0).any())
+    # weights > 1 act while noise hides the grains (the network's Jacobian spreads an
+    # observation over its grain) and fade to 1, the calibrated PiGDM step, as a -> 1: a weight
+    # w > 2 there overshoots the observed entries themselves; weights <= 1 (0: unguided) stay
+    w_t = torch.where(weight > 1, 1.0 + (weight - 1.0) * r2, weight)
     out = []
     for run in x:
-        with torch.enable_grad():
-            guided = bool((weight > 0).any())
-            xr = run.detach().unsqueeze(0).requires_grad_(guided)
-            eps = torch.cat(
-                [_net(net, chunk, t, precision) for chunk in xr.split(max(int(max_batch), 1))]
-            )
-            x0 = (xr - math.sqrt(1 - a) * eps) / math.sqrt(a)
-            if guided:
-                resid = m * (y - x0)
-                # weights > 1 act while noise hides the grains (the network's Jacobian spreads
-                # an observation over its grain) and fade to 1, the calibrated PiGDM step,
-                # as a -> 1: a weight w > 2 there overshoots the observed entries themselves
-                w_t = 1.0 + (weight - 1.0) * r2 if guided else weight
-                log_lik = -0.5 * (w_t * resid.square() / (r2 + sigma2)).sum()
-                (grad,) = torch.autograd.grad(log_lik, xr)
-                x0 = x0 + (1 - a) / math.sqrt(a) * grad
+        xr = run.detach()[None].requires_grad_(guided)
+        eps = evaluate(net, xr[None], t, max_batch, precision)[0]
+        x0 = (xr - math.sqrt(1 - a) * eps) / math.sqrt(a)
+        if guided:
+            log_lik = -0.5 * (w_t * (m * (y - x0)).square() / (r2 + sigma2)).sum()
+            (grad,) = torch.autograd.grad(log_lik, xr)
+            x0 = x0 + (1 - a) / math.sqrt(a) * grad
         out.append(x0.detach()[0])
     return torch.stack(out)
-
-
-def _net(net: Denoiser, x: Tensor, t: int, precision: str) -> Tensor:
-    tt = torch.full((x.shape[0],), t, dtype=torch.int64, device=x.device)
-    with network_autocast(precision, x.device):
-        return net(x, tt).float()
