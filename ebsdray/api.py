@@ -29,10 +29,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ebsdray.diffusion.pretrained import DiffusionModel
+from ebsdray.distributed.cluster import connect
 from ebsdray.distributed.replicas import (
     RayBackend,
     ReplicaResources,
-    connect,
     default_replicas,
 )
 from ebsdray.distributed.runner import LocalBackend, run_sections

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="session")
@@ -10,10 +15,20 @@ def ray_cluster():
     """A real local Ray cluster with 2 CPUs, started once and shut down at the end."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from ebsdray.distributed.cluster import connect
+
+    connect("local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def listening_addresses():
+    """``listening_addresses(pid) -> {"ip:port": [process names]}`` for pid's process tree."""
+    sys.path.insert(0, str(TESTS))
+    from listening import listening_addresses
+
+    return listening_addresses
 
 
 @pytest.fixture(scope="session")

@@ -51,18 +51,6 @@ class ReplicaResources:
             raise ValueError(f"replica threads must be >= 1; got {self.threads}")
 
 
-def connect(cluster: str | None) -> None:
-    """Join a Ray cluster unless this process already has one: ``"auto"`` (the running one), an
-    address, or ``"local"`` / None (plain ``ray.init()``: the cluster named by ``RAY_ADDRESS``, as
-    inside ``ray job submit``, else a new local one)."""
-    if ray.is_initialized():
-        return
-    if cluster in (None, "local"):
-        ray.init()
-    else:
-        ray.init(address=cluster)
-
-
 def default_replicas(resources: ReplicaResources) -> int:
     """As many replicas as the connected cluster can place now (at least one)."""
     total = ray.cluster_resources()

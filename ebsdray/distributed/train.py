@@ -22,6 +22,7 @@ from ray.train.torch import TorchTrainer
 from torch import nn
 
 from ebsdray.data.generate import read_manifest
+from ebsdray.distributed.cluster import connect
 from ebsdray.training.config import TrainConfig
 from ebsdray.training.loop import train
 
@@ -90,8 +91,7 @@ def fit(
     read_manifest(cfg.data_dir, ("train", "val"))  # fail fast, before any cluster starts
     if num_workers == 0:
         return train(cfg)
-    if not ray.is_initialized():
-        ray.init()
+    connect(None)
     if not allow_autoscale:
         check_resources(num_workers, use_gpu, cpus_per_worker)
     trainer = TorchTrainer(

@@ -18,6 +18,7 @@ import zarr
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from ebsdray.distributed.cluster import LOOPBACK_HOSTS
 from ebsdray.volume_job import run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,8 +146,9 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_script_and_ray_job_submit_to_a_local_head(tiny_models, tmp_path):
-    """`python jobs/reconstruct_volume.py` and `ray job submit` to a `ray start --head` cluster."""
+def test_script_and_ray_job_submit_to_a_local_head(tiny_models, tmp_path, listening_addresses):
+    """`python jobs/reconstruct_volume.py` (its own cluster, on loopback only) and `ray job submit`
+    to a `ray start --head` cluster."""
     home = tmp_path / "home"
     env = {**os.environ, "EBSDRAY_HOME": str(home), "RAY_worker_niceness": "0"}
     # Ray 2.60 turns token auth on for local heads; the job CLI sends the token only in token mode.
@@ -155,15 +157,20 @@ def test_script_and_ray_job_submit_to_a_local_head(tiny_models, tmp_path):
     env.pop("RAY_ADDRESS", None)
     ckpt = tiny_models["multimodal"][1]
     args = [a for a in tiny_overrides(ckpt, home, "x") if not a.startswith(("output_dir", "paths"))]
-    script = subprocess.run(
+    script = subprocess.Popen(
         [sys.executable, "jobs/reconstruct_volume.py", *args, "replicas=1"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert script.returncode == 0, script.stderr[-3000:]
-    assert (
-        "reconstructed 3 sections" in script.stdout
-        and "mlflow ui --backend-store-uri" in script.stdout
-    )
+    sockets = {}
+    while script.poll() is None:  # the job's own cluster, watched while it runs
+        sockets.update(listening_addresses(script.pid))
+        time.sleep(0.5)
+    stdout, stderr = script.communicate()
+    assert script.returncode == 0, stderr[-3000:]
+    assert "reconstructed 3 sections" in stdout and "mlflow ui --backend-store-uri" in stdout
+    assert {"gcs_server", "raylet"} <= {n for owners in sockets.values() for n in owners}
+    exposed = {a: o for a, o in sockets.items() if a.rsplit(":", 1)[0] not in LOOPBACK_HOSTS}
+    assert not exposed, f"the job's cluster listens beyond loopback: {exposed}"
     assert len(list((home / "reconstructions").glob("*/reconstruction.zarr"))) == 1
 
     port, dash = _free_port(), _free_port()
