@@ -14,8 +14,14 @@ continues the same MLflow run).
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import json
+import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -47,20 +53,25 @@ def load_input(volume: str | None, synthetic: dict[str, Any], crop: list[int] | 
 
     Parameters
     ----------
-    volume : a zarr volume store path, ``"example"`` (the shipped real Ti EBSD map, one
-        section), or None (a synthetic test volume from ``synthetic``:
+    volume : a zarr volume store path, an EBSD map file (``.ang``, ``.ctf``, pymicro ``.h5``;
+        one section, read by :func:`ebsdray.read_ebsd_map`), ``"example"`` (the shipped real Ti
+        EBSD map, one section), or None (a synthetic test volume from ``synthetic``:
         :func:`ebsdray.synthetic_volume` keywords with ``shape`` and ``seed``).
     crop : optional ``[H, W]``: the top-left window of every section (e.g. to make the real
         101 x 101 map divisible by a grid factor).
     """
     if volume is None:
-        vol: Volume | VolumeStore = synthetic_volume(**synthetic)
+        vol: Volume | VolumeStore = synthetic_volume(
+            **_checked("synthetic", synthetic, synthetic_volume)
+        )
         source = {"synthetic": synthetic}
     elif str(volume) == "example":
         vol = read_ebsd_map(example_ebsd_map_path())
         source = {"example": example_ebsd_map_path().name}
+    elif (path := Path(str(volume)).expanduser().resolve()).is_file():
+        vol = read_ebsd_map(path)  # a store is a directory; a file is a map (or a clear error)
+        source = {"map": str(path)}
     else:
-        path = Path(str(volume)).expanduser().resolve()
         vol = open_volume(path)  # raises a clear error for a missing or foreign store
         source = {"store": str(path)}
     if crop is not None:
@@ -77,6 +88,26 @@ def _check_keys(config: dict[str, Any]) -> None:
         raise ValueError(f"unknown config keys {sorted(unknown)}; known: {sorted(KEYS)}")
 
 
+def _checked(
+    section: str, values: dict[str, Any], target: Callable | type, reserved: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """``values`` if every key is a parameter of ``target``, else a ValueError naming the typo
+    (``+budget.sampels=4`` would otherwise end in a bare TypeError deep inside)."""
+    if dataclasses.is_dataclass(target):
+        known = {f.name for f in dataclasses.fields(target) if f.init}
+    else:
+        known = set(inspect.signature(target).parameters)
+    known -= set(reserved)  # set by the job itself
+    unknown = set(values) - known
+    if unknown:
+        names = ", ".join(f"{section}.{k}" for k in sorted(unknown))
+        raise ValueError(
+            f"unknown config keys {names}; known in {section}: {sorted(known)}. "
+            "Check the spelling of the override."
+        )
+    return values
+
+
 def _sweep_parent(tracking_uri: str, experiment: str, sweep: dict[str, str]) -> str:
     """The parent run of a Hydra sweep (created by its first job, found by the later ones)."""
     exp_id = ensure_experiment(tracking_uri, experiment)
@@ -90,8 +121,18 @@ def _sweep_parent(tracking_uri: str, experiment: str, sweep: dict[str, str]) -> 
     return run.info.run_id
 
 
-def _row(record: dict[str, Any]) -> dict[str, Any]:
-    row = {"section": record["section"]}
+IDENTITY_COLUMNS = ("run_id", "model", "variant", "K", "ebsd_fraction", "pattern", "seed")
+# Config entries that do not change results (where things run and are written), kept out of the
+# MLflow params; everything else is logged, flattened ("observation.ebsd_noise", ...).
+_NOT_PARAMS = {"paths", "mlflow", "progress", "figures", "output_dir", "replica", "cluster"}
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM, as ``ray job stop`` sends) during a job; finished sections are kept."""
+
+
+def _row(record: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
+    row = {**identity, "section": record["section"]}
     row |= {k: v for k, v in record["info"].items() if np.isscalar(v)}
     row |= record["metrics"]
     return row
@@ -111,16 +152,79 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
-def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str, Any]:
-    """Run one reconstruction job from a resolved config (``configs/reconstruct_volume.yaml``).
+def run_params(config: dict[str, Any], model, budget: Budget, observation, source) -> dict:
+    """MLflow params of a job: every config value that changes results, flattened, plus the
+    short names a compare view lines runs up by (K, ebsd_fraction, pattern, model, ...)."""
+    spec = observation.spec
+    resolved = {k: v for k, v in config.items() if k not in _NOT_PARAMS | {"volume", "synthetic"}}
+    resolved["budget"] = dataclasses.asdict(budget)  # with the defaults the config left out
+    resolved["observation"] = spec.to_dict() | {"corruptions": spec.corruptions or "none"}
+    resolved["sections"] = "all" if config["sections"] is None else config["sections"]
+    return {
+        **flatten(resolved),
+        **flatten({"volume": source}),
+        "K": budget.samples,
+        "ebsd_fraction": spec.ebsd_fraction,
+        "pattern": spec.pattern,
+        "sampler": budget.sampler,
+        "pl_corruption": "+".join(sorted(spec.corruptions)) or "none",
+        "model": model.source,
+        "variant": model.variant,
+        "section_count": len(observation),
+    }
 
-    Every check that can fail (config values, the model, the volume, the output dir) runs before
-    any sampling. Returns the summary (also written to ``output_dir/summary.json``).
-    """
-    t0 = time.perf_counter()
+
+class _SectionLogger:
+    """Per-section metrics under ``section/<name>`` (step = section index), so the run page's
+    plain names stay the overall means; the first few section figures as artifacts."""
+
+    def __init__(self, out: Path, identity: dict[str, Any], max_figures: int) -> None:
+        self.out, self.identity, self.figures_left = out, identity, max_figures
+
+    def __call__(self, record: dict[str, Any]) -> None:
+        numbers = {
+            k: float(v)
+            for k, v in _row(record, {}).items()
+            if k != "section" and not isinstance(v, str)
+        }
+        step = record["section"]
+        mlflow.log_metrics({f"section/{k}": v for k, v in numbers.items()}, step=step)
+        png = self.out / "sections" / f"section_{step:05d}.png"
+        if png.exists() and self.figures_left > 0:
+            mlflow.log_artifact(str(png), artifact_path="sections")
+            self.figures_left -= 1
+
+
+@contextmanager
+def _interrupts(out: Path, store) -> Iterator[None]:
+    """Ctrl-C and SIGTERM end the job as :class:`JobInterrupted` with a one-line message saying
+    what is kept and how to resume; the MLflow run is marked KILLED (it did not fail)."""
+
+    def stop(signum, frame):  # SIGTERM: the same path as Ctrl-C
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
+    try:
+        yield
+    except KeyboardInterrupt:
+        mlflow.end_run(status="KILLED")
+        done = len(store.completed())
+        raise JobInterrupted(
+            f"interrupted: {done} finished sections are kept in {out}; run the same command "
+            "again (same output_dir) to resume"
+        ) from None
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _prepare(config: dict[str, Any]):
+    """Every check that can fail, before any MLflow run or sampling: budget, resources, keys,
+    input, model, observation, output directory (resumed when it holds the same job)."""
     _check_keys(config)
-    budget = Budget(**config["budget"])
-    resources = ReplicaResources(**config["replica"])
+    budget = Budget(**_checked("budget", config["budget"], Budget))
+    resources = ReplicaResources(**_checked("replica", config["replica"], ReplicaResources))
     if config["replicas"] is not None and int(config["replicas"]) < 1:
         raise ValueError(
             f"replicas must be >= 1 or null (as many as fit); got {config['replicas']}"
@@ -130,9 +234,9 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
     volume, source = load_input(config["volume"], config["synthetic"], config["crop"])
     model = load_model(config["model"])
     seed = int(config["seed"])
-    observation = observe(volume, **config["observation"], seed=seed)
+    obs_config = _checked("observation", config["observation"], observe, ("volume", "seed"))
+    observation = observe(volume, **obs_config, seed=seed)
     out = Path(config["output_dir"]).expanduser().resolve()
-    # every check before the MLflow run opens and before any sampling; resumes a same-job store
     store = prepare_output(
         out,
         observation,
@@ -145,7 +249,53 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
         identity={"volume": source},
         store_attrs={"config": config},
     )
+    return budget, resources, source, model, observation, out, store
 
+
+def _reconstruct(config, observation, model, budget, resources, store, on_section):
+    return reconstruct(
+        observation,
+        model,
+        budget,
+        sections=config["sections"],
+        keep_samples=config["keep_samples"],
+        precision=config["precision"],
+        progress=config["progress"],
+        cluster=config["cluster"],
+        replicas=config["replicas"],
+        resources=resources,
+        samples_per_request=config["samples_per_request"],
+        output_dir=store,
+        figures=config["figures"],
+        evaluate=config["evaluate"],
+        on_section=on_section,
+    )
+
+
+def _write_tables(out: Path, records, identity, overall, title: str) -> None:
+    """``metrics.parquet`` (one row per section, with the run's identity columns so tables of
+    several runs concatenate) and ``summary.png``; both logged to the active run."""
+    pq.write_table(
+        pa.Table.from_pylist([_row(r, identity) for r in records]), out / "metrics.parquet"
+    )
+    summary_figure(records, out / "summary.png", title=title)
+    mlflow.log_metrics(overall)
+    for path in ("summary.png", "config.yaml", "metrics.parquet"):
+        mlflow.log_artifact(str(out / path))
+
+
+def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one reconstruction job from a resolved config (``configs/reconstruct_volume.yaml``).
+
+    Every check that can fail (config values, the model, the volume, the output dir) runs before
+    any sampling. Returns the summary (also written to ``output_dir/summary.json``).
+
+    Raises
+    ------
+    JobInterrupted : on Ctrl-C or SIGTERM; finished sections are kept and a rerun resumes.
+    """
+    t0 = time.perf_counter()
+    budget, resources, source, model, observation, out, store = _prepare(config)
     ml = config["mlflow"]
     run_file = out / "mlflow_run.json"
     run_id = json.loads(run_file.read_text())["run_id"] if run_file.exists() else None
@@ -153,73 +303,28 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
     name = f"{model.variant}-K{budget.samples}-f{observation.spec.ebsd_fraction:g}"
     with start_run(ml["tracking_uri"], ml["experiment"], name, run_id, parent) as active:
         run_file.write_text(json.dumps({"run_id": active.info.run_id}))
+        params = run_params(config, model, budget, observation, source)
+        identity = {"run_id": active.info.run_id} | {
+            k: params[k] for k in IDENTITY_COLUMNS if k in params
+        }
+        identity["seed"] = int(config["seed"])
         if run_id is None:
-            mlflow.log_params(
-                {
-                    "K": budget.samples,
-                    "ebsd_fraction": observation.spec.ebsd_fraction,
-                    "pattern": observation.spec.pattern,
-                    "pl_noise": observation.spec.pl_noise,
-                    "sampler": budget.sampler,
-                    "steps": budget.steps,
-                    "particles": budget.particles,
-                    "max_samples": budget.max_samples,
-                    "model": model.source,
-                    "variant": model.variant,
-                    "seed": seed,
-                    "precision": config["precision"],
-                    "replicas": config["replicas"],
-                    "sections": len(observation),
-                    "output_dir": str(out),
-                    **flatten({"volume": source}),
-                }
-            )
+            mlflow.log_params(params)
         (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        logged_figures = 0
-
-        def on_section(record: dict[str, Any]) -> None:
-            nonlocal logged_figures
-            numbers = {
-                k: v for k, v in _row(record).items() if k != "section" and not isinstance(v, str)
-            }
-            mlflow.log_metrics({k: float(v) for k, v in numbers.items()}, step=record["section"])
-            png = out / "sections" / f"section_{record['section']:05d}.png"
-            if png.exists() and logged_figures < int(ml["section_figures"]):
-                mlflow.log_artifact(str(png), artifact_path="sections")
-                logged_figures += 1
-
-        result = reconstruct(
-            observation,
-            model,
-            budget,
-            sections=config["sections"],
-            keep_samples=config["keep_samples"],
-            precision=config["precision"],
-            progress=config["progress"],
-            cluster=config["cluster"],
-            replicas=config["replicas"],
-            resources=resources,
-            samples_per_request=config["samples_per_request"],
-            output_dir=store,
-            figures=config["figures"],
-            evaluate=config["evaluate"],
-            on_section=on_section,
-        )
+        logger = _SectionLogger(out, identity, int(ml["section_figures"]))
+        with _interrupts(out, store):
+            result = _reconstruct(config, observation, model, budget, resources, store, logger)
         records = result.records
-        used = sorted({r["info"].get("precision", "") for r in records} - {""})
-        mlflow.set_tag("precision_used", "+".join(used))
-        pq.write_table(pa.Table.from_pylist([_row(r) for r in records]), out / "metrics.parquet")
+        used = "+".join(sorted({r["info"].get("precision", "") for r in records} - {""}))
+        mlflow.set_tag("precision_used", used)
         overall = summarize(records) if config["evaluate"] else {}
-        summary_figure(records, out / "summary.png", title=f"{name}  ({out.name})")
-        mlflow.log_metrics({f"overall_{k}": v for k, v in overall.items()})
-        for path in ("summary.png", "config.yaml", "metrics.parquet"):
-            mlflow.log_artifact(str(out / path))
+        _write_tables(out, records, identity, overall, title=f"{name}  ({out.name})")
         summary = {
             "output_dir": str(out),
             "store": str(out / "reconstruction.zarr"),
             "sections": len(records),
             "precision": config["precision"],
-            "precision_used": "+".join(used),
+            "precision_used": used,
             "wall_seconds": time.perf_counter() - t0,
             "mlflow_run_id": active.info.run_id,
             "mlflow_tracking_uri": resolve_tracking_uri(ml["tracking_uri"]),

@@ -9,6 +9,7 @@ Config: configs/reconstruct_volume.yaml. The work is in :mod:`ebsdray.volume_job
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import hydra
@@ -16,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from ebsdray.volume_job import run
+from ebsdray.volume_job import JobInterrupted, run
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="reconstruct_volume")
@@ -31,7 +32,11 @@ def main(cfg: DictConfig) -> None:
     else:
         default_dir = Path(config["paths"]["reconstructions"]) / Path(hc.run.dir).name
     config["output_dir"] = config["output_dir"] or str(default_dir)
-    summary = run(config, sweep=sweep)
+    try:
+        summary = run(config, sweep=sweep)
+    except JobInterrupted as stopped:  # one line, no traceback: nothing went wrong
+        print(f"\n{stopped}", file=sys.stderr)
+        sys.exit(130)
     overall = summary["overall"]
     print(f"\nreconstructed {summary['sections']} sections in {summary['wall_seconds']:.0f} s")
     for key in (

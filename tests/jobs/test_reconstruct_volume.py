@@ -4,6 +4,7 @@ Parquet tables; the script itself in a subprocess and under `ray job submit` (sl
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import zarr
@@ -86,14 +88,40 @@ def test_mlflow_run_has_params_per_section_metrics_and_figures(job):
     assert len(runs) == 1
     row = runs.iloc[0]
     assert row["params.K"] == "2" and row["params.ebsd_fraction"] == "0.25"
-    for key in ("pattern", "sampler", "steps", "particles", "model", "seed"):
+    # every config value that changes results, read back from the sqlite store
+    expected = {
+        "observation.ebsd_noise": "0.0", "observation.pl_noise": "0.05",
+        "observation.corruptions": "none", "pl_corruption": "none", "crop": "None",
+        "sections": "all", "precision": "auto", "budget.steps": "3", "budget.particles": "2",
+        "budget.ebsd_guidance": "10.0", "budget.warm_start_t": "400", "seed": "0",
+        "volume.synthetic.shape": "[3, 16, 24]", "volume.synthetic.grain_size": "6", "section_count": "3",
+    }  # fmt: skip
+    for key, value in expected.items():
+        assert row[f"params.{key}"] == value, key
+    for key in ("pattern", "sampler", "model", "variant", "budget.sampler"):
         assert f"params.{key}" in runs.columns
     client = mlflow.MlflowClient()
-    history = client.get_metric_history(row["run_id"], "chamfer")
+    history = client.get_metric_history(row["run_id"], "section/chamfer")
     assert sorted(m.step for m in history) == [0, 1, 2]
-    assert row["metrics.overall_chamfer"] == pytest.approx(np.mean([m.value for m in history]))
+    # the plain name is the overall mean, logged once (not the last section's value)
+    overall = client.get_metric_history(row["run_id"], "chamfer")
+    assert len(overall) == 1
+    assert overall[0].value == pytest.approx(np.mean([m.value for m in history]))
+    assert row["metrics.chamfer"] == pytest.approx(job["summary"]["overall"]["chamfer"])
     names = {a.path for a in client.list_artifacts(row["run_id"])}
     assert {"summary.png", "config.yaml", "metrics.parquet", "sections"} <= names
+
+
+def test_metrics_tables_of_several_runs_concatenate(job):
+    table = pq.read_table(job["out"] / "metrics.parquet")
+    rows = table.to_pylist()
+    assert {r["run_id"] for r in rows} == {job["summary"]["mlflow_run_id"]}
+    assert {(r["K"], r["ebsd_fraction"], r["pattern"], r["seed"]) for r in rows} == {
+        (2, 0.25, "grid", 0)
+    }
+    assert rows[0]["model"] == job["config"]["model"] and rows[0]["variant"] == "multimodal"
+    both = pa.concat_tables([table, table])  # same schema: tables of runs stack
+    assert both.num_rows == 2 * len(rows)
 
 
 def test_rerun_resumes_the_same_run_and_keeps_outputs(job):
@@ -131,6 +159,65 @@ def test_missing_checkpoint_and_unknown_keys_are_named(job, tmp_path):
     with pytest.raises(Exception, match=r"budget\.sample"):
         composed([*tiny_overrides("multimodal", job["home"], tmp_path / "o"), "budget.sample=3"])
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["+budget.sampels=4", "+observation.nois=0.1", "+replica.gpus=1", "+synthetic.seeds=1"],
+)
+def test_added_keys_with_typos_are_named(job, tmp_path, override):
+    config = composed(
+        [*tiny_overrides(job["config"]["model"], job["home"], tmp_path / "o"), override]
+    )
+    name = override[1:].split("=")[0].replace(".", r"\.")
+    with pytest.raises(ValueError, match=rf"unknown config keys {name}.*spelling"):
+        run(config)
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_ebsd_map_file_is_accepted_as_the_volume(job, tmp_path):
+    from ebsdray.io import example_ebsd_map_path
+
+    overrides = tiny_overrides(job["config"]["model"], job["home"], tmp_path / "map")
+    overrides = [o for o in overrides if not o.startswith("synthetic")]
+    config = composed([*overrides, f"volume={example_ebsd_map_path()}", "crop=[16,16]"])
+    summary = run(config)
+    assert summary["sections"] == 1
+    root = zarr.open_group(tmp_path / "map" / "reconstruction.zarr", mode="r")
+    assert root["boundary"].shape == (1, 16, 16)
+    assert root.attrs["identity"]["volume"]["map"] == str(example_ebsd_map_path())
+
+
+def test_ctrl_c_keeps_finished_sections_marks_the_run_killed_and_says_how_to_resume(
+    tiny_models, tmp_path
+):
+    home, out = tmp_path / "home", tmp_path / "out"
+    args = tiny_overrides(tiny_models["multimodal"][1], home, out)
+    args = [a for a in args if not a.startswith(("budget.steps", "synthetic.shape"))]
+    # enough work that the job is still running when the first section is saved; no Ray
+    args += ["synthetic.shape=[6,16,24]", "budget.steps=12", "cluster=null"]
+    env = {**os.environ, "EBSDRAY_HOME": str(home)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    job = subprocess.Popen(
+        [sys.executable, "jobs/reconstruct_volume.py", *args],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 240
+    while not list((out / "sections").glob("*.json")) and time.time() < deadline:
+        assert job.poll() is None, job.communicate()[1][-3000:]
+        time.sleep(0.2)
+    job.send_signal(signal.SIGINT)
+    _, stderr = job.communicate(timeout=120)
+    assert job.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert (
+        "run the same command again (same output_dir) to resume" in stderr.strip().splitlines()[-1]
+    )
+    run_id = json.loads((out / "mlflow_run.json").read_text())["run_id"]
+    client = mlflow.MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    assert client.get_run(run_id).info.status == "KILLED"
+    kept = sorted(out.glob("sections/*.json"))
+    assert 1 <= len(kept) < 6
 
 
 def test_output_dir_of_another_job_fails_before_compute(job):
