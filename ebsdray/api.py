@@ -263,7 +263,9 @@ def reconstruct(
         ``"fp32"`` or ``"bf16"``; of the network only (:mod:`ebsdray.precision`). The one
         used is in each section's ``info["precision"]``.
     cluster, replicas, resources : where to run (Ray) and how many model replicas of what size
-        (default: as many as the cluster can place; see :class:`ReplicaResources`).
+        (default: as many as the cluster can place; see :class:`ReplicaResources`). In this
+        process the network runs with ``resources.threads`` torch threads (default 1), as a
+        replica does: the thread count changes fp32 rounding, replicas and chunking do not.
     samples_per_request : samples per replica request (does not change results).
     output_dir : stream each section's outputs into a zarr store there (see
         :mod:`ebsdray.io.reconstruction_store`), with a figure per section; sections already
@@ -318,15 +320,16 @@ def reconstruct(
     owns_store = store is not None and not isinstance(output_dir, ReconstructionStore)
     try:
         on_ray = bool(todo) and (cluster is not None or replicas is not None)
+        resources = resources or ReplicaResources()
         if on_ray:
             connect(cluster)
-            resources = resources or ReplicaResources()
             backend = RayBackend(model, replicas or default_replicas(resources), resources)
         else:
-            backend = LocalBackend(model)
+            backend = LocalBackend(model, threads=resources.threads)
         if progress and todo:
-            threads = resources.threads if on_ray else torch.get_num_threads()
-            _announce(model, observation, budget, todo, precision, backend.replicas, threads)
+            _announce(
+                model, observation, budget, todo, precision, backend.replicas, resources.threads
+            )
         try:
             done = run_sections(
                 backend,

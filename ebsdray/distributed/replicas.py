@@ -30,7 +30,8 @@ class ReplicaResources:
     ----------
     num_gpus : GPUs per replica (fractions share a GPU); 0 = run on CPU.
     num_cpus : CPUs per replica (fractional on CPU-only clusters).
-    threads : torch intra-op threads per replica.
+    threads : torch intra-op threads per replica (and for in-process runs): part of what the
+        bits depend on, as fp32 convolutions round differently with different thread counts.
     aggregation_cpus : CPUs per aggregation task.
     allow_autoscale : skip the check that the cluster has room now (an autoscaler adds nodes).
     """

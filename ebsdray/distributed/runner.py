@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from ebsdray.diffusion.pretrained import DiffusionModel
@@ -54,18 +55,27 @@ class _Done:
 
 
 class LocalBackend:
-    """Runs everything in this process, one unit at a time."""
+    """Runs everything in this process, one unit at a time, with ``threads`` torch threads per
+    network evaluation, as a replica does: oneDNN's fp32 convolutions round differently with
+    different thread counts (about 3e-6 between 1 and 2 threads), so the thread count, not the
+    backend, is what the bits depend on."""
 
     replicas = 1
 
-    def __init__(self, model: DiffusionModel) -> None:
+    def __init__(self, model: DiffusionModel, threads: int = 1) -> None:
         self.model = model
+        self.threads = threads
 
     def put(self, obj: Any) -> Any:
         return obj
 
     def draw(self, section, budget, seed, indices, precision):
-        samples, facts = draw(self.model, section, budget, seed, indices, precision)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            samples, facts = draw(self.model, section, budget, seed, indices, precision)
+        finally:
+            torch.set_num_threads(previous)
         return _Done(samples), _Done(facts)
 
     def finish(self, section, info, spec, samples):
