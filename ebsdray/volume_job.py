@@ -35,7 +35,7 @@ from ebsdray.api import Budget, ReplicaResources, prepare_output, reconstruct
 from ebsdray.data.microstructure import synthetic_volume
 from ebsdray.data.volume import Volume
 from ebsdray.diffusion.pretrained import load_model
-from ebsdray.figures import summary_figure
+from ebsdray.figures import pixel_size, summary_figure
 from ebsdray.io import example_ebsd_map_path, open_volume, read_ebsd_map
 from ebsdray.io.volume_store import VolumeStore
 from ebsdray.observation import observe
@@ -272,13 +272,13 @@ def _reconstruct(config, observation, model, budget, resources, store, on_sectio
     )
 
 
-def _write_tables(out: Path, records, identity, overall, title: str) -> None:
+def _write_tables(out: Path, records, identity, overall, title: str, pixel) -> None:
     """``metrics.parquet`` (one row per section, with the run's identity columns so tables of
     several runs concatenate) and ``summary.png``; both logged to the active run."""
     pq.write_table(
         pa.Table.from_pylist([_row(r, identity) for r in records]), out / "metrics.parquet"
     )
-    summary_figure(records, out / "summary.png", title=title)
+    summary_figure(records, out / "summary.png", title=title, pixel=pixel)
     mlflow.log_metrics(overall)
     for path in ("summary.png", "config.yaml", "metrics.parquet"):
         mlflow.log_artifact(str(out / path))
@@ -318,7 +318,8 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
         used = "+".join(sorted({r["info"].get("precision", "") for r in records} - {""}))
         mlflow.set_tag("precision_used", used)
         overall = summarize(records) if config["evaluate"] else {}
-        _write_tables(out, records, identity, overall, title=f"{name}  ({out.name})")
+        pixel = pixel_size(observation.truth.attrs)
+        _write_tables(out, records, identity, overall, f"{name}  ({out.name})", pixel)
         summary = {
             "output_dir": str(out),
             "store": str(out / "reconstruction.zarr"),

@@ -160,6 +160,7 @@ def write_quicklook(manifest: Mapping[str, Any], data_dir: Path) -> Path:
             {
                 "title": f"{split}: {Path(paths[0]).stem} z={i}",
                 "grain_ids": section.grain_ids[0],
+                "quaternions": q,
                 "channels": chans,
                 "intensities": pl_intensities(q, codec.stage_angles_deg),
                 "stage_angles_deg": codec.stage_angles_deg,
