@@ -1,0 +1,1 @@
+"""Ingest of measured data: real EBSD maps and polarized-light images, registered onto one grid."""
