@@ -9,6 +9,55 @@ import numpy as np
 
 
 @dataclass
+class Measured:
+    """What a microscope measured of each section, on the volume's grid (an ingested store).
+
+    A volume with these is real data: its observation is read, not simulated
+    (:mod:`ebsdray.observation`), and its ``quaternions`` / ``grain_ids`` / ``valid`` are the
+    measured EBSD, nearest-neighbour upsampled from the native EBSD grid onto the volume's grid.
+
+    Attributes
+    ----------
+    pl_intensities : (D, H, W, R) float32
+        Calibrated PL intensities (the forward model's units) at ``stage_angles_deg``.
+    stage_angles_deg : (R,) float64
+        Stage rotations of the PL stack.
+    ebsd_observed : (D, H, W) bool
+        Pixels of the volume's grid that hold a native EBSD measurement: a lattice (the native
+        grid's rows x columns placed on this grid). Whether a measurement is usable is
+        ``Volume.valid``.
+    """
+
+    pl_intensities: np.ndarray
+    stage_angles_deg: np.ndarray
+    ebsd_observed: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.pl_intensities = np.asarray(self.pl_intensities, dtype=np.float32)
+        self.stage_angles_deg = np.asarray(self.stage_angles_deg, dtype=np.float64)
+        self.ebsd_observed = np.asarray(self.ebsd_observed, dtype=bool)
+        pl, observed = self.pl_intensities, self.ebsd_observed
+        if observed.ndim != 3:
+            raise ValueError(f"ebsd_observed must be (D, H, W); got shape {observed.shape}")
+        if pl.shape != (*observed.shape, self.stage_angles_deg.size) or pl.ndim != 4:
+            raise ValueError(
+                f"pl_intensities must be (D, H, W, R) = {(*observed.shape, self.stage_angles_deg.size)}"
+                f" (R stage angles); got {pl.shape}"
+            )
+
+    def crop(self, rows: slice, cols: slice) -> Measured:
+        return Measured(
+            self.pl_intensities[:, rows, cols],
+            self.stage_angles_deg,
+            self.ebsd_observed[:, rows, cols],
+        )
+
+    def section(self, index: int) -> Measured:
+        sl = slice(index, index + 1)
+        return Measured(self.pl_intensities[sl], self.stage_angles_deg, self.ebsd_observed[sl])
+
+
+@dataclass
 class Volume:
     """A serial-sectioning volume (or a single map, D = 1) of alpha-Ti orientations.
 
@@ -25,6 +74,8 @@ class Volume:
     grain_quaternions : (G + 1, 4) float, optional
         Nominal orientation of each grain id (row 0, for id 0, is unused), when known: per-grain
         work (PL, EBSD channels) is then G evaluations instead of D * H * W.
+    measured : Measured, optional
+        The measured PL stack and EBSD placement of real data (None for synthetic volumes).
     """
 
     grain_ids: np.ndarray
@@ -32,6 +83,7 @@ class Volume:
     valid: np.ndarray | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     grain_quaternions: np.ndarray | None = None
+    measured: Measured | None = None
 
     def __post_init__(self) -> None:
         self.grain_ids = np.asarray(self.grain_ids, dtype=np.int32)
@@ -60,6 +112,11 @@ class Volume:
                 raise ValueError(
                     f"grain_quaternions must be (G + 1, 4) covering every grain id; got {gq.shape}"
                 )
+        if self.measured is not None and self.measured.ebsd_observed.shape != self.grain_ids.shape:
+            raise ValueError(
+                f"measured arrays are {self.measured.ebsd_observed.shape}; the volume is "
+                f"{self.grain_ids.shape}"
+            )
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -82,6 +139,7 @@ class Volume:
             self.valid[:, rows, cols],
             dict(self.attrs),
             grain_quaternions=self.grain_quaternions,
+            measured=None if self.measured is None else self.measured.crop(rows, cols),
         )
 
     def uniform_grain_quaternions(self, tolerance: float = 1e-6) -> np.ndarray | None:
@@ -106,4 +164,5 @@ class Volume:
             self.valid[sl],
             dict(self.attrs),
             grain_quaternions=self.grain_quaternions,
+            measured=None if self.measured is None else self.measured.section(index),
         )

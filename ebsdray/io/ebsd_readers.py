@@ -7,18 +7,33 @@
     phase`` and possibly more. Square grids are placed by their x/y coordinates; hexagonal grids are
     resampled onto a square grid of the same x step by nearest neighbour (recorded in ``attrs``).
     A pixel is valid when ``CI >= min_ci`` (default 0.1, the usual OIM clean-up threshold), its
-    Euler angles are not OIM's "not indexed" value (4 pi) and its phase is hexagonal (alpha-Ti).
+    Euler angles are not OIM's "not indexed" value (4 pi) and its phase is alpha-Ti.
     ``.ang`` files carry no grain ids, so grains are segmented with
     :func:`ebsdray.io.segmentation.segment_grains` (default tolerance 5 degrees, as DREAM.3D).
+
+``.ctf`` (Oxford HKL Channel 5 / AZtec text, :mod:`ebsdray.io.ctf`)
+    Euler angles in degrees, placed by their X/Y columns. A pixel is valid when its phase is not 0,
+    its ``Error`` is 0, ``MAD <= max_mad`` (default 1.3 degrees) and ``BC >= min_bc`` (default 0:
+    band contrast has no absolute scale across detectors) where those columns exist, and its phase
+    is alpha-Ti. Grains are segmented as for ``.ang``.
 
 ``.h5`` / ``.hdf5`` (pymicro ``SampleData`` 2-D map, e.g. :func:`example_ebsd_map_path`)
     ``CellData/euler`` (H, W, 3) Bunge radians, ``CellData/grain_map`` (H, W) with 0 = not
     assigned, optional ``CellData/mask`` and ``CellData/ci``. Arrays are stored (y, x), i.e. already
     (H, W) in the project's frame. Valid pixels: ``grain_map > 0`` and ``mask > 0``. Without a grain
     map, validity comes from ``mask`` and ``ci >= min_ci`` and grains are segmented as for ``.ang``.
+    Phases come from ``PhaseData/phase_*`` (``name``, ``symmetry``; the pickled lattice parameters
+    are not read).
+
+Phases (:mod:`ebsdray.io.phases`): a phase that holds indexed pixels and is not alpha-Ti (not
+hexagonal, or hexagonal with another lattice, e.g. magnesium) is refused with an error naming it
+and its lattice parameters; ``phase=<id>`` keeps only that phase (others become invalid).
 
 Quaternions are float64, unit, q0 >= 0 (:mod:`ebsdray.conventions`). Pixels without a usable
 orientation (not indexed) get the identity; finite orientations of invalid pixels are kept.
+Euler angles are taken as written: for hexagonal phases, vendors may differ by a 30 degree rotation
+about c in their crystal reference frame (X || a versus X || a*); PL, which sees only the c-axis,
+is unaffected, the EBSD channels are not (convert such files first).
 ``attrs`` record ``source`` (absolute path), ``reader``, ``step_size`` ([dy, dx] as in the file),
 ``grain_ids`` (where they came from) and reader details.
 """
@@ -37,11 +52,16 @@ from scipy.spatial import cKDTree
 
 from ebsdray.data.rotations import euler_to_quaternion
 from ebsdray.data.volume import Volume
+from ebsdray.io.ctf import parse_ctf
+from ebsdray.io.phases import Phase, select_phases
 from ebsdray.io.segmentation import DEFAULT_TOLERANCE_DEG, segment_grains
 
 DEFAULT_MIN_CI = 0.1
+DEFAULT_MAX_MAD = 1.3  # degrees; Oxford's customary upper limit of a trustworthy fit
+DEFAULT_MIN_BC = 0.0
 HEXAGONAL_SYMMETRIES = {"6", "62"}  # OIM symmetry codes of the hexagonal Laue groups 6/m, 6/mmm
 ANG_SUFFIXES = (".ang",)
+CTF_SUFFIXES = (".ctf",)
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 _ANGLE_SLACK = 1e-3  # radians; exported angles are rounded
 
@@ -57,19 +77,26 @@ def read_ebsd_map(
     min_ci: float = DEFAULT_MIN_CI,
     tolerance_deg: float = DEFAULT_TOLERANCE_DEG,
     phase: int | None = None,
+    max_mad: float = DEFAULT_MAX_MAD,
+    min_bc: float = DEFAULT_MIN_BC,
 ) -> Volume:
     """Read a 2-D EBSD map into a Volume with D = 1.
 
     Parameters
     ----------
     path : str or Path
-        ``.ang`` (TSL/EDAX) or ``.h5``/``.hdf5`` (pymicro map).
+        ``.ang`` (TSL/EDAX), ``.ctf`` (Oxford) or ``.h5``/``.hdf5`` (pymicro map).
     min_ci : float
         Smallest confidence index of a valid pixel (``.ang``, and HDF5 maps without a grain map).
     tolerance_deg : float
         Grain segmentation tolerance, used when the file has no grain ids.
     phase : int, optional
-        ``.ang`` only: the phase id to keep; default every hexagonal phase of the header.
+        ``.ang`` / ``.ctf``: the phase id to keep (accepted with a warning if it is not alpha-Ti);
+        default every alpha-Ti phase of the header, refusing maps with indexed pixels of others.
+    max_mad : float
+        ``.ctf``: largest mean angular deviation (degrees) of a valid pixel.
+    min_bc : float
+        ``.ctf``: smallest band contrast of a valid pixel.
 
     Returns
     -------
@@ -82,11 +109,14 @@ def read_ebsd_map(
     suffix = path.suffix.lower()
     if suffix in ANG_SUFFIXES:
         return _read_ang(path, min_ci=min_ci, tolerance_deg=tolerance_deg, phase=phase)
+    if suffix in CTF_SUFFIXES:
+        thresholds = {"max_mad": max_mad, "min_bc": min_bc}
+        return _read_ctf(path, thresholds=thresholds, tolerance_deg=tolerance_deg, phase=phase)
     if suffix in HDF5_SUFFIXES:
         return _read_pymicro_h5(path, min_ci=min_ci, tolerance_deg=tolerance_deg)
     raise ValueError(
-        f"cannot read {path}: unsupported suffix {path.suffix!r}. Supported: .ang (TSL/EDAX) and "
-        ".h5/.hdf5 (pymicro map); convert other formats (e.g. Oxford .ctf) to .ang first."
+        f"cannot read {path}: unsupported suffix {path.suffix!r}. Supported: .ang (TSL/EDAX), "
+        ".ctf (Oxford) and .h5/.hdf5 (pymicro map); convert other formats to one of these first."
     )
 
 
@@ -114,6 +144,33 @@ def _quaternions(euler: np.ndarray, usable: np.ndarray) -> np.ndarray:
 # --- TSL/EDAX .ang -------------------------------------------------------------------------------
 
 
+_ANG_PHASE_KEYS = ("MaterialName", "Symmetry", "Formula", "LatticeConstants")
+
+
+def _ang_phases(phases: dict[int, dict[str, str]], path: Path) -> dict[int, Phase]:
+    """The header's phase blocks as :class:`Phase` (lattice constants in Angstrom)."""
+    out = {}
+    for k, p in phases.items():
+        symmetry = p.get("Symmetry", "").split()
+        lattice = None
+        values = p.get("LatticeConstants", "").split()
+        if len(values) >= 3:
+            try:
+                lattice = (float(values[0]), float(values[2]))
+            except ValueError:
+                raise ValueError(
+                    f"{path}: phase {k} LatticeConstants {p['LatticeConstants']!r} are not numbers"
+                ) from None
+        out[k] = Phase(
+            id=k,
+            name=p.get("MaterialName", ""),
+            hexagonal=(symmetry[0] in HEXAGONAL_SYMMETRIES) if symmetry else None,
+            symmetry=f"Symmetry {symmetry[0]}" if symmetry else "",
+            lattice=lattice,
+        )
+    return out
+
+
 def _parse_ang_header(lines: list[str]) -> tuple[dict[str, str], dict[int, dict[str, str]]]:
     """Header key/values (``# KEY: value`` or ``# Key value``) and the phases block."""
     header: dict[str, str] = {}
@@ -130,7 +187,7 @@ def _parse_ang_header(lines: list[str]) -> tuple[dict[str, str], dict[int, dict[
         key, value = key.strip(), value.strip()
         if key == "Phase" and value.split() and value.split()[0].isdigit():
             current = phases.setdefault(int(value.split()[0]), {})
-        elif current is not None and key in ("MaterialName", "Symmetry", "Formula"):
+        elif current is not None and key in _ANG_PHASE_KEYS:
             current[key] = value
         elif key not in header:
             header[key] = value
@@ -194,7 +251,9 @@ def _read_ang(path: Path, *, min_ci: float, tolerance_deg: float, phase: int | N
     not_indexed = (np.abs(euler - 4 * math.pi) < _ANGLE_SLACK).all(axis=1)
     _check_euler_range(euler[~not_indexed], path)
     valid = ~not_indexed & (ci >= min_ci)
-    accepted = _accepted_phases(phases, phase, path)
+    ids, counts = np.unique(phase_col[~not_indexed], return_counts=True)
+    present = dict(zip(ids.tolist(), counts.tolist(), strict=True))
+    accepted = select_phases(_ang_phases(phases, path), present, phase, path)
     if accepted is not None:
         valid &= np.isin(phase_col, list(accepted))
     q = _quaternions(euler, ~not_indexed)
@@ -221,25 +280,6 @@ def _read_ang(path: Path, *, min_ci: float, tolerance_deg: float, phase: int | N
     if grid == "HexGrid":
         attrs["resampled"] = "HexGrid -> square grid of step XSTEP by nearest neighbour"
     return Volume(grain_ids[None], q[None], valid[None], attrs)
-
-
-def _accepted_phases(
-    phases: dict[int, dict[str, str]], phase: int | None, path: Path
-) -> set[int] | None:
-    """Phase ids of valid pixels; None accepts every id (header without phase information)."""
-    if phase is not None:
-        return {phase}
-    if not phases:
-        return None
-    hexagonal = {k for k, p in phases.items() if p.get("Symmetry", "62") in HEXAGONAL_SYMMETRIES}
-    if not hexagonal:
-        raise ValueError(
-            f"{path}: no hexagonal phase in the header ({phases}); ebsdray models alpha-Ti "
-            "(Symmetry 62). Pass phase=<id> to force one."
-        )
-    if len(phases) == 1:
-        hexagonal.add(0)  # single-phase OIM files often index the phase column from 0
-    return hexagonal
 
 
 def _min_step(coord: np.ndarray) -> float:
@@ -278,7 +318,69 @@ def _hex_to_square(xy: np.ndarray, step: float) -> tuple[np.ndarray, tuple[int, 
     return nearest, (h, w)
 
 
+# --- Oxford .ctf ---------------------------------------------------------------------------------
+
+
+def _read_ctf(
+    path: Path, *, thresholds: dict[str, float], tolerance_deg: float, phase: int | None
+) -> Volume:
+    d = parse_ctf(path)
+    indexed = d.phase > 0
+    if "Error" in d.columns:
+        indexed &= d.columns["Error"] == 0
+    valid = indexed.copy()
+    if "MAD" in d.columns:
+        valid &= d.columns["MAD"] <= thresholds["max_mad"]
+    if "BC" in d.columns:
+        valid &= d.columns["BC"] >= thresholds["min_bc"]
+    ids, counts = np.unique(d.phase[indexed], return_counts=True)
+    present = dict(zip(ids.tolist(), counts.tolist(), strict=True))
+    accepted = select_phases(d.phases, present, phase, path)
+    if accepted is not None:
+        valid &= np.isin(d.phase, list(accepted))
+    q = _quaternions(d.euler, indexed)
+    ystep, xstep = d.step or (_min_step(d.xy[:, 1]), _min_step(d.xy[:, 0]))
+    order, (h, w) = _square_grid_order(d.xy, xstep, ystep, path)
+    if d.cells is not None and (h, w) != d.cells:
+        raise ValueError(
+            f"{path}: the X/Y columns span {h} x {w} pixels but the header says YCells = "
+            f"{d.cells[0]}, XCells = {d.cells[1]}; the file is garbled."
+        )
+    q, valid = q[order].reshape(h, w, 4), valid[order].reshape(h, w)
+    grain_ids = segment_grains(q, valid, tolerance_deg)
+    attrs: dict[str, Any] = {
+        "source": str(path),
+        "reader": "ctf",
+        "step_size": [ystep, xstep],
+        "grain_ids": f"segmented: flood fill over 4-neighbours, tolerance {tolerance_deg} deg",
+        "thresholds": dict(thresholds),
+        "phases": {str(k): p.describe() for k, p in d.phases.items()},
+    }
+    return Volume(grain_ids[None], q[None], valid[None], attrs)
+
+
 # --- pymicro HDF5 --------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _pymicro_phases(f: h5py.File) -> dict[int, Phase]:
+    """``PhaseData/phase_*`` groups as phases (name and symmetry; lattice not read: pickled)."""
+    out = {}
+    for key, group in f.get("PhaseData", {}).items():
+        if not key.startswith("phase_"):
+            continue
+        symmetry = _text(group.attrs.get("symmetry", b"")).strip().lower()
+        k = int(group.attrs.get("phase_id", len(out) + 1))
+        out[k] = Phase(
+            id=k,
+            name=_text(group.attrs.get("name", b"")).strip(),
+            hexagonal=(symmetry == "hexagonal") if symmetry else None,
+            symmetry=f"symmetry {symmetry}" if symmetry else "",
+        )
+    return out
 
 
 def _read_pymicro_h5(path: Path, *, min_ci: float, tolerance_deg: float) -> Volume:
@@ -310,6 +412,7 @@ def _read_pymicro_h5(path: Path, *, min_ci: float, tolerance_deg: float) -> Volu
                         f"CellData/euler is {hw}"
                     )
         spacing = cell.attrs.get("spacing")
+        select_phases(_pymicro_phases(f), None, None, path)
     finite = np.isfinite(euler).all(axis=-1)
     valid = finite.copy()
     if "mask" in fields:

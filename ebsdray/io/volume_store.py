@@ -10,10 +10,18 @@ Layout (zarr format 3, a directory store; ``D`` sections of ``H x W`` pixels)::
       channels/             group of derived model channels (optional, any names)
         ebsd                (D, 3, H, W)     float32  chunks (1, 3, H, W)     dims (z, c, y, x)
         pl                  (D, C_PL, H, W)  float32  chunks (1, C_PL, H, W)  dims (z, c, y, x)
+      measured/             what a microscope measured (ingested real data only; attribute
+                            stage_angles_deg (R,))
+        pl_intensities      (D, H, W, R)     float32  chunks (1, H, W, R)     dims (z, y, x, r)
+        ebsd_observed       (D, H, W)        bool     chunks (1, H, W)        dims (z, y, x)
 
 ``grain_ids`` 0 = unindexed; ``quaternions`` scalar first, q0 >= 0; ``grain_quaternions`` row g is
-the nominal orientation of grain id g (row 0 unused). Group attributes: ``format =
-"ebsdray-volume"``, ``format_version = 1``, ``ebsdray_version``, then the volume's own ``attrs``
+the nominal orientation of grain id g (row 0 unused). ``measured/`` (see
+:class:`~ebsdray.data.volume.Measured`) holds a real section's PL stack and the pixels where EBSD was
+measured on its native grid; the ground-truth arrays then hold that EBSD upsampled onto the grid.
+Group attributes: ``format = "ebsdray-volume"``, ``format_version`` (1; 2 for stores with
+``measured/``, so that an ebsdray without measured support refuses them rather than simulating
+their observation from the measured EBSD), ``ebsdray_version``, then the volume's own ``attrs``
 (generation config, source file, step size, ...) and finally the ``attrs`` given to
 :func:`write_volume` (e.g. the channel codec's dict), later keys winning.
 
@@ -43,10 +51,11 @@ from typing import Any
 import numpy as np
 import zarr
 
-from ebsdray.data.volume import Volume
+from ebsdray.data.volume import Measured, Volume
 
 FORMAT_NAME = "ebsdray-volume"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # stores without measured arrays: unchanged since version 1
+MEASURED_FORMAT_VERSION = 2  # stores with measured/ (the newest version this ebsdray reads)
 _RESERVED = ("format", "format_version")
 _GT_ARRAYS = ("grain_ids", "quaternions", "valid")
 
@@ -129,6 +138,34 @@ def _channel_arrays(
     return out
 
 
+def _measured_arrays(root: zarr.Group, volume: Volume) -> dict[str, zarr.Array]:
+    """Empty ``measured/`` arrays (one chunk per section) for a volume of real data, else none."""
+    m = volume.measured
+    if m is None:
+        return {}
+    d, h, w = volume.shape
+    r = m.stage_angles_deg.size
+    group = root.create_group("measured")
+    group.attrs["stage_angles_deg"] = m.stage_angles_deg.tolist()
+    pl = group.create_array(
+        "pl_intensities",
+        shape=(d, h, w, r),
+        dtype="float32",
+        chunks=(1, h, w, r),
+        fill_value=0.0,
+        dimension_names=["z", "y", "x", "r"],
+    )
+    observed = group.create_array(
+        "ebsd_observed",
+        shape=(d, h, w),
+        dtype="bool",
+        chunks=(1, h, w),
+        fill_value=False,
+        dimension_names=["z", "y", "x"],
+    )
+    return {"measured/pl_intensities": pl, "measured/ebsd_observed": observed}
+
+
 def _write_store(
     path: Path, volume: Volume, channels: dict[str, np.ndarray], attrs: dict[str, Any]
 ) -> None:
@@ -155,6 +192,7 @@ def _write_store(
             chunks=np.shape(gq),
             dimension_names=["grain", "q"],
         )
+    arrays |= _measured_arrays(root, volume)
     group = root.create_group("channels")
     for name, arr in channels.items():
         c = arr.shape[1]
@@ -172,6 +210,9 @@ def _write_store(
         "valid": volume.valid,
         **{f"channels/{n}": a for n, a in channels.items()},
     }
+    if volume.measured is not None:
+        sources["measured/pl_intensities"] = volume.measured.pl_intensities
+        sources["measured/ebsd_observed"] = volume.measured.ebsd_observed
     # One section at a time: the float32 copies never exceed one section.
     for i in range(d):
         for key, arr in arrays.items():
@@ -197,7 +238,8 @@ def write_volume(
     volume : Volume
         ``grain_ids`` (D, H, W), ``quaternions`` (D, H, W, 4) (stored float32), ``valid`` (D, H, W),
         ``attrs`` (JSON-serializable; numpy values, tuples and paths are converted) and, if set,
-        ``grain_quaternions`` (G + 1, 4) (stored float64).
+        ``grain_quaternions`` (G + 1, 4) (stored float64) and, for real data, ``measured``
+        (stored under ``measured/``).
     path : str or Path
         Target directory (conventionally ``*.zarr``); parents are created.
     channels : dict of name -> (D, C, H, W) array, optional
@@ -224,9 +266,8 @@ def write_volume(
     _check_target(path, overwrite)
     chans = _channel_arrays(channels, volume.shape)
     merged = {**_jsonable(volume.attrs, "volume.attrs"), **_jsonable(attrs or {}, "attrs")}
-    merged.update(
-        format=FORMAT_NAME, format_version=FORMAT_VERSION, ebsdray_version=ebsdray_version()
-    )
+    version = FORMAT_VERSION if volume.measured is None else MEASURED_FORMAT_VERSION
+    merged.update(format=FORMAT_NAME, format_version=version, ebsdray_version=ebsdray_version())
     path.parent.mkdir(parents=True, exist_ok=True)
     tag = uuid.uuid4().hex[:8]
     tmp = path.parent / f".{path.name}.partial-{tag}"
@@ -267,10 +308,10 @@ def _open_root(path: PathLike) -> tuple[Path, zarr.Group]:
             f"{path} is a zarr group but not an ebsdray volume store (attribute format={fmt!r}, "
             f"expected {FORMAT_NAME!r})."
         )
-    if version > FORMAT_VERSION:
+    if version > MEASURED_FORMAT_VERSION:
         raise ValueError(
             f"{path} uses ebsdray volume format version {version}, newer than this ebsdray reads "
-            f"({FORMAT_VERSION}); upgrade ebsdray."
+            f"({MEASURED_FORMAT_VERSION}); upgrade ebsdray."
         )
     missing = [n for n in _GT_ARRAYS if n not in root]
     if missing:
@@ -291,8 +332,8 @@ def read_volume(path: PathLike) -> Volume:
     -------
     Volume
         ``grain_ids`` (D, H, W) int32, ``quaternions`` (D, H, W, 4) float32, ``valid`` (D, H, W)
-        bool, ``attrs`` (see :func:`volume_attrs`) and ``grain_quaternions`` (G + 1, 4) float64
-        when the store has them.
+        bool, ``attrs`` (see :func:`volume_attrs`), ``grain_quaternions`` (G + 1, 4) float64
+        and ``measured`` when the store has them.
     """
     return open_volume(path).read()
 
@@ -360,6 +401,21 @@ class VolumeStore:
             return {}
         return {"grain_quaternions": self.root["grain_quaternions"][:]}
 
+    @property
+    def has_measured(self) -> bool:
+        """Whether the store holds measured data (``measured/``: an ingested real volume)."""
+        return "measured" in self.root
+
+    def _measured(self, sections: int | slice) -> dict[str, Measured]:
+        if not self.has_measured:
+            return {}
+        group = self.root["measured"]
+        pl, observed = group["pl_intensities"][sections], group["ebsd_observed"][sections]
+        if isinstance(sections, int):
+            pl, observed = pl[None], observed[None]
+        angles = np.asarray(group.attrs["stage_angles_deg"], dtype=np.float64)
+        return {"measured": Measured(pl, angles, observed)}
+
     def section(self, i: int) -> Volume:
         """Section ``i`` as a Volume with D = 1 (arrays (1, H, W[, 4]); the whole grain table)."""
         i = self._index(i)
@@ -369,6 +425,7 @@ class VolumeStore:
             self.root["valid"][i][None],
             dict(self.attrs),
             **self._grain_table(),
+            **self._measured(i),
         )
 
     def read(self) -> Volume:
@@ -380,6 +437,7 @@ class VolumeStore:
             r["valid"][:],
             dict(self.attrs),
             **self._grain_table(),
+            **self._measured(slice(None)),
         )
 
     def _channel_array(self, name: str) -> zarr.Array:

@@ -260,8 +260,11 @@ def test_ang_without_hexagonal_phase(good_ang):
 def test_missing_and_unknown_files(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         read_ebsd_map(tmp_path / "nope.ang")
-    (tmp_path / "map.ctf").write_text("Channel Text File")
+    (tmp_path / "map.xyz").write_text("Channel Text File")
     with pytest.raises(ValueError, match="unsupported suffix"):
+        read_ebsd_map(tmp_path / "map.xyz")
+    (tmp_path / "map.ctf").write_text("Channel Text File")  # .ctf is read now: a header only
+    with pytest.raises(ValueError, match="truncated"):
         read_ebsd_map(tmp_path / "map.ctf")
     (tmp_path / "fake.h5").write_text("not hdf5")
     with pytest.raises(ValueError, match="not a readable HDF5"):
