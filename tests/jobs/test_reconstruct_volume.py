@@ -175,17 +175,22 @@ def test_added_keys_with_typos_are_named(job, tmp_path, override):
     assert not (tmp_path / "o").exists()
 
 
-def test_an_ebsd_map_file_is_accepted_as_the_volume(job, tmp_path):
-    from ebsdray.io import example_ebsd_map_path
+@pytest.mark.parametrize("suffix", [".h5", ".ang"])
+def test_an_ebsd_map_file_is_accepted_as_the_volume(job, tmp_path, suffix):
+    from ebsdray.io import example_ebsd_map_path, read_ebsd_map
+    from ebsdray.io.ebsd_writers import write_ang
 
+    path = example_ebsd_map_path()
+    if suffix == ".ang":
+        path = write_ang(read_ebsd_map(path), tmp_path / "map.ang")
     overrides = tiny_overrides(job["config"]["model"], job["home"], tmp_path / "map")
     overrides = [o for o in overrides if not o.startswith("synthetic")]
-    config = composed([*overrides, f"volume={example_ebsd_map_path()}", "crop=[16,16]"])
+    config = composed([*overrides, f"volume={path}", "crop=[16,16]"])
     summary = run(config)
     assert summary["sections"] == 1
     root = zarr.open_group(tmp_path / "map" / "reconstruction.zarr", mode="r")
     assert root["boundary"].shape == (1, 16, 16)
-    assert root.attrs["identity"]["volume"]["map"] == str(example_ebsd_map_path())
+    assert root.attrs["identity"]["volume"]["map"] == str(path)
 
 
 def test_ctrl_c_keeps_finished_sections_marks_the_run_killed_and_says_how_to_resume(
