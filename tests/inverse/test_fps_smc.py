@@ -122,15 +122,29 @@ def test_resampling_every_step_at_threshold_one() -> None:
 
 def test_bf16_autocast_runs_the_network_only() -> None:
     conv = torch.nn.Conv2d(4, 4, 3, padding=1)
-    samples, _ = fps_smc(
-        lambda x, t: conv(x),
-        SCHED,
-        small_observation(),
-        sample_generators(0, 0, range(2)),
-        num_steps=4,
-        precision="bf16",
-    )
-    assert samples.dtype == torch.float32 and torch.isfinite(samples).all()
+    seen: list[tuple[torch.dtype, torch.dtype]] = []
+
+    def net(x, t):
+        eps = conv(x)
+        seen.append((x.dtype, eps.dtype))  # what the sampler hands in, what the network computed
+        return eps
+
+    def draw(precision):
+        seen.clear()
+        samples, _ = fps_smc(
+            net, SCHED, small_observation(), sample_generators(0, 0, range(2)), num_steps=4,
+            precision=precision,
+        )  # fmt: skip
+        return samples
+
+    reference = draw("fp32")
+    assert {s for s in seen} == {(torch.float32, torch.float32)}
+    samples = draw("bf16")
+    # the convolution ran in bf16 under autocast; the sampler's own arithmetic stayed fp32
+    assert {out for _, out in seen} == {torch.bfloat16}
+    assert {inp for inp, _ in seen} == {torch.float32} and samples.dtype == torch.float32
+    assert torch.isfinite(samples).all() and not torch.equal(samples, reference)
+    assert (samples - reference).abs().max() < 0.5  # bf16 rounding, not a different sampler
 
 
 @pytest.mark.parametrize(

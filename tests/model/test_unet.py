@@ -91,9 +91,17 @@ def test_bad_spatial_size_and_timestep_shape_raise() -> None:
         net(torch.randn(2, 4, 16, 16), torch.tensor([1, 2, 3]))
 
 
-def test_fresh_net_predicts_zero() -> None:
+def test_fresh_net_predicts_zero_and_still_learns() -> None:
+    # Zero-initialised output layers (the EDM/ADM recipe) start training at eps = 0, loss 1,
+    # but only work if the gradient still reaches the layer: one step must move the output.
     net = UNet(tiny_config())
-    assert net(torch.randn(2, 4, 8, 8), torch.tensor([3, 900])).abs().max() == 0
+    x, t = torch.randn(2, 4, 8, 8), torch.tensor([3, 900])
+    assert net(x, t).abs().max() == 0
+    loss = (net(x, t) - torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))) ** 2
+    loss.mean().backward()
+    assert net.conv_out.weight.grad.abs().max() > 0
+    torch.optim.SGD(net.parameters(), lr=0.1).step()
+    assert net(x, t).abs().max() > 0
 
 
 def test_timestep_changes_output_and_scalar_t_broadcasts() -> None:
