@@ -38,7 +38,7 @@ import torch
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.data.corruptions import illumination_gradient, misregistration_warp, scratches
 from ebsdray.data.pl import pl_intensities
-from ebsdray.data.volume import Measured, Volume
+from ebsdray.data.volume import Measured, Volume, fill_unindexed
 from ebsdray.inverse.operators import PATTERNS, MultimodalOperator, Observation
 from ebsdray.io.volume_store import VolumeStore, open_volume
 
@@ -152,6 +152,10 @@ class ObservedVolume:
         truth = self.truth.section(index)
         if truth.measured is not None:
             return measured_section(index, truth, self.spec, codec)
+        if not truth.valid.all():
+            # A real map's unindexed pixels are material the EBSD missed: PL is simulated, and
+            # the boundaries are scored, on the grain-dilated map; the EBSD there stays unseen.
+            truth = fill_unindexed(truth)
         q = truth.quaternions[0].astype(np.float64)
         valid = truth.valid[0]
         clean = torch.from_numpy(codec.encode_section(q))
