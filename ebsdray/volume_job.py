@@ -39,7 +39,7 @@ from ebsdray.figures import pixel_size, summary_figure
 from ebsdray.io import example_ebsd_map_path, open_volume, read_ebsd_map
 from ebsdray.io.volume_store import VolumeStore
 from ebsdray.observation import observe
-from ebsdray.tracking import ensure_experiment, flatten, resolve_tracking_uri, start_run
+from ebsdray.tracking import flatten, resolve_tracking_uri, start_run, sweep_parent
 
 KEYS = {
     "volume", "synthetic", "crop", "sections", "observation", "budget", "model", "replicas",
@@ -106,19 +106,6 @@ def _checked(
             "Check the spelling of the override."
         )
     return values
-
-
-def _sweep_parent(tracking_uri: str, experiment: str, sweep: dict[str, str]) -> str:
-    """The parent run of a Hydra sweep (created by its first job, found by the later ones)."""
-    exp_id = ensure_experiment(tracking_uri, experiment)
-    client = mlflow.MlflowClient()
-    found = client.search_runs(
-        [exp_id], filter_string=f"tags.`ebsdray.sweep` = '{sweep['dir']}'", max_results=1
-    )
-    if found:
-        return found[0].info.run_id
-    run = client.create_run(exp_id, run_name=sweep["name"], tags={"ebsdray.sweep": sweep["dir"]})
-    return run.info.run_id
 
 
 IDENTITY_COLUMNS = ("run_id", "model", "variant", "K", "ebsd_fraction", "pattern", "seed")
@@ -299,7 +286,11 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
     ml = config["mlflow"]
     run_file = out / "mlflow_run.json"
     run_id = json.loads(run_file.read_text())["run_id"] if run_file.exists() else None
-    parent = _sweep_parent(ml["tracking_uri"], ml["experiment"], sweep) if sweep else None
+    parent = (
+        sweep_parent(ml["tracking_uri"], ml["experiment"], sweep["dir"], sweep["name"])
+        if sweep
+        else None
+    )
     name = f"{model.variant}-K{budget.samples}-f{observation.spec.ebsd_fraction:g}"
     with start_run(ml["tracking_uri"], ml["experiment"], name, run_id, parent) as active:
         run_file.write_text(json.dumps({"run_id": active.info.run_id}))

@@ -70,3 +70,22 @@ def start_run(
     mlflow.set_experiment(experiment)
     tags = {"mlflow.parentRunId": parent_run_id} if parent_run_id else None
     return mlflow.start_run(run_name=run_name, tags=tags)
+
+
+def sweep_parent(tracking_uri: str, experiment: str, sweep: str, name: str) -> str:
+    """The id of a sweep's parent run, found by its ``ebsdray.sweep`` tag or created.
+
+    Parameters
+    ----------
+    sweep : what identifies the sweep (e.g. its output or Hydra sweep directory); every run of
+        the same sweep, and a restarted sweep, finds the same parent.
+    name : the parent's run name when it is created.
+    """
+    exp_id = ensure_experiment(tracking_uri, experiment)
+    client = mlflow.MlflowClient()
+    found = client.search_runs(
+        [exp_id], filter_string=f"tags.`ebsdray.sweep` = '{sweep}'", max_results=1
+    )
+    if found:
+        return found[0].info.run_id
+    return client.create_run(exp_id, run_name=name, tags={"ebsdray.sweep": sweep}).info.run_id
