@@ -22,7 +22,7 @@ from pathlib import Path
 
 import mlflow
 
-from ebsdray.data.generate import generate_dataset
+from ebsdray.dataset_dir import generate_dataset
 from ebsdray.distributed.train import fit
 from ebsdray.training import TrainConfig
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from ebsdray.aggregate import aggregate
+from ebsdray.aggregate.baselines import ebsd_baselines, sobel_baseline
 from ebsdray.aggregate.boundaries import edge_maps
 from ebsdray.conventions import EBSD_CHANNELS
 from ebsdray.data.codec import ChannelCodec
@@ -32,15 +33,7 @@ from ebsdray.inverse.baseline import replacement_sampler
 from ebsdray.inverse.fps_smc import SIGMA_FLOOR, fps_smc, sample_generators
 from ebsdray.inverse.guided import guided_chain, guided_sampler, warm_start_estimate
 from ebsdray.inverse.tiling import TiledDenoiser
-from ebsdray.metrics import (
-    blurred_bce,
-    chamfer,
-    disorientation_stats,
-    ebsd_baselines,
-    grain_boundaries,
-    psnr,
-    sobel_baseline,
-)
+from ebsdray.metrics import blurred_bce, chamfer, disorientation_stats, grain_boundaries, psnr
 from ebsdray.observation import ObservedSection
 from ebsdray.precision import resolve_precision
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from ebsdray.data.generate import generate_dataset
+from ebsdray.dataset_dir import generate_dataset
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="generate_data")

@@ -34,7 +34,7 @@ def listening_addresses():
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     """A dataset directory with two small training volumes and one validation volume."""
-    from ebsdray.data.generate import generate_dataset
+    from ebsdray.dataset_dir import generate_dataset
 
     data_dir = tmp_path_factory.mktemp("data")
     config = {

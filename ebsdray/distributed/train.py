@@ -21,7 +21,7 @@ from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchTrainer
 from torch import nn
 
-from ebsdray.data.generate import read_manifest
+from ebsdray.dataset_dir import read_manifest
 from ebsdray.distributed.cluster import connect
 from ebsdray.training.config import TrainConfig
 from ebsdray.training.loop import train

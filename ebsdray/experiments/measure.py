@@ -29,11 +29,12 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from ebsdray.aggregate.baselines import sobel_baseline
 from ebsdray.aggregate.boundaries import edge_maps, elbow_threshold
 from ebsdray.api import Reconstruction
 from ebsdray.conventions import EBSD_CHANNELS
 from ebsdray.data.symmetry import disorientation_deg
-from ebsdray.metrics import blurred_bce, chamfer, grain_boundaries, sobel_baseline
+from ebsdray.metrics import blurred_bce, chamfer, grain_boundaries
 from ebsdray.observation import ObservedSection
 from ebsdray.posterior import SectionResult, merge_section, section_metrics
 

@@ -1,4 +1,5 @@
-"""Metrics of the task outputs against ground truth (design.md section 8), and the baselines.
+"""Metrics of the task outputs against ground truth (design.md section 8); the baselines they
+are compared with live in :mod:`ebsdray.aggregate.baselines`.
 
 Pure functions of arrays (numpy arrays or torch tensors in, floats or numpy out)::
 
@@ -9,27 +10,17 @@ Pure functions of arrays (numpy arrays or torch tensors in, floats or numpy out)
     psnr(pl_pred, pl_true, data_range=2.0), ssim(...)
 """
 
-from ebsdray.metrics.baselines import (
-    bilinear_upsample,
-    ebsd_baselines,
-    nearest_upsample,
-    sobel_baseline,
-)
 from ebsdray.metrics.boundaries import blurred_bce, blurred_target, chamfer, grain_boundaries
 from ebsdray.metrics.image import psnr, ssim
 from ebsdray.metrics.orientation import disorientation_stats, near_boundaries
 
 __all__ = [
-    "bilinear_upsample",
     "blurred_bce",
     "blurred_target",
     "chamfer",
     "disorientation_stats",
-    "ebsd_baselines",
     "grain_boundaries",
     "near_boundaries",
-    "nearest_upsample",
     "psnr",
-    "sobel_baseline",
     "ssim",
 ]

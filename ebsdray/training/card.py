@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ebsdray.data.dataset import WindowDataset
-from ebsdray.data.generate import load_split
+from ebsdray.dataset_dir import load_split
 from ebsdray.diffusion.pretrained import DiffusionModel
 from ebsdray.diffusion.schedule import unconditional_sample
 from ebsdray.figures import samples_figure

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.data.dataset import WindowDataset
-from ebsdray.data.generate import load_split
+from ebsdray.dataset_dir import load_split
 from ebsdray.diffusion.ema import EMA
 from ebsdray.diffusion.schedule import DiffusionSchedule, unconditional_sample
 from ebsdray.figures import samples_figure

@@ -11,10 +11,10 @@ import torch
 
 from ebsdray import ChannelCodec, synthetic_volume
 from ebsdray.aggregate import aggregate, infer_variant
+from ebsdray.aggregate.baselines import sobel_baseline
 from ebsdray.aggregate.boundaries import ebsd_edge_maps, edge_maps
 from ebsdray.aggregate.ebsd import decode_samples
 from ebsdray.metrics import chamfer, disorientation_stats, grain_boundaries, psnr
-from ebsdray.metrics.baselines import sobel_baseline
 
 
 def test_multimodal_set_beats_a_single_sample(codec, section, make_samples):

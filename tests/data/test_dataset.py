@@ -5,8 +5,8 @@ from torch.utils.data import DataLoader
 
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.data.dataset import FRAMES, WindowDataset, channel_slice
-from ebsdray.data.generate import fit_codec
 from ebsdray.data.microstructure import synthetic_volume
+from ebsdray.dataset_dir import fit_codec
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ebsdray.data.generate import load_split
+from ebsdray.dataset_dir import load_split
 from ebsdray.io.volume_store import open_volume
 
 ROOT = Path(__file__).resolve().parents[2]

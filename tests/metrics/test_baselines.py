@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 
 from ebsdray.aggregate import aggregate
-from ebsdray.data.rotations import axis_angle_to_quaternion, quaternion_multiply
-from ebsdray.data.symmetry import disorientation_deg, reduce_to_fundamental_zone
-from ebsdray.metrics import (
+from ebsdray.aggregate.baselines import (
     bilinear_upsample,
-    chamfer,
     ebsd_baselines,
-    grain_boundaries,
     nearest_upsample,
     sobel_baseline,
 )
+from ebsdray.data.rotations import axis_angle_to_quaternion, quaternion_multiply
+from ebsdray.data.symmetry import disorientation_deg, reduce_to_fundamental_zone
+from ebsdray.metrics import chamfer, grain_boundaries
 
 
 def gradient_field(h: int = 24, w: int = 40) -> np.ndarray:
