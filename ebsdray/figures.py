@@ -125,18 +125,24 @@ def orientation_edges(
     return down, right
 
 
+def edge_segments(edges: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """Boundary pixel pairs (:func:`label_edges` layout) -> (N, 2, 2) line segments
+    ``[[x0, y0], [x1, y1]]`` on the shared pixel edges, in ``imshow`` data coordinates."""
+    down, right = edges
+    i, j = np.nonzero(down)  # edge between rows i and i + 1: horizontal, at y = i + 0.5
+    horizontal = np.stack([np.c_[j - 0.5, i + 0.5], np.c_[j + 0.5, i + 0.5]], 1)
+    i, j = np.nonzero(right)  # edge between columns j and j + 1: vertical, at x = j + 0.5
+    vertical = np.stack([np.c_[j + 0.5, i - 0.5], np.c_[j + 0.5, i + 0.5]], 1)
+    return np.concatenate([horizontal, vertical]).astype(float)
+
+
 def draw_edges(ax, edges: tuple[np.ndarray, np.ndarray], color="black", lw: float = 0.5):
     """Draw boundary pixel pairs as thin segments on the shared pixel edge (imshow coordinates).
 
     One path of move-to/line-to pairs: a real map has ~1e5 edge segments, which as separate
     artists (a LineCollection) take seconds to build.
     """
-    down, right = edges
-    i, j = np.nonzero(down)  # edge between rows i and i + 1: horizontal, at y = i + 0.5
-    horizontal = np.stack([np.c_[j - 0.5, i + 0.5], np.c_[j + 0.5, i + 0.5]], 1)
-    i, j = np.nonzero(right)  # edge between columns j and j + 1: vertical, at x = j + 0.5
-    vertical = np.stack([np.c_[j + 0.5, i - 0.5], np.c_[j + 0.5, i + 0.5]], 1)
-    segments = np.concatenate([horizontal, vertical]).astype(float)  # (N, 2, 2)
+    segments = edge_segments(edges)
     codes = np.tile([MplPath.MOVETO, MplPath.LINETO], len(segments))
     path = MplPath(segments.reshape(-1, 2), codes if len(segments) else None)
     patch = PathPatch(path, fill=False, edgecolor=color, linewidth=lw, capstyle="projecting")

@@ -39,7 +39,7 @@ from ebsdray.data.corruptions import (
     smooth_displacement,
 )
 from ebsdray.data.pl import pl_intensities, stage_angles
-from ebsdray.data.volume import Volume
+from ebsdray.data.volume import Volume, fill_unindexed
 from ebsdray.io.ebsd_readers import example_ebsd_map_path, read_ebsd_map
 from ebsdray.io.ebsd_writers import write_ang, write_ctf
 from ebsdray.io.pl_stack import write_pl_stack
@@ -69,14 +69,6 @@ def known_warp(
     tx = s * (math.sin(a) * (rows - cy) + math.cos(a) * (cols - cx)) + cx - cols
     smooth = smooth_displacement(shape, warp_px, rng=seed, smoothness=min(h, w) / 5)
     return np.stack([ty + shift_px[0] + smooth[0], tx + shift_px[1] + smooth[1]], axis=-1)
-
-
-def _filled(volume: Volume) -> np.ndarray:
-    """(H, W, 4) orientations with unindexed pixels filled by their nearest valid pixel: the PL
-    camera sees material everywhere, EBSD just failed to index it."""
-    valid = volume.valid[0]
-    idx = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
-    return np.asarray(volume.quaternions[0], np.float64)[idx[0], idx[1]]
 
 
 def _pl_pixels(
@@ -141,7 +133,9 @@ def simulate_pl_stack(
     step = float(volume.attrs["step_size"][1])
     r, c = _pl_pixels(volume.shape[1:], step, warp, pl_pixel_um, margin_um)
     angles = stage_angles(36) if angles_deg is None else np.asarray(angles_deg, dtype=float)
-    intensities = pl_intensities(_filled(volume)[r, c], angles)
+    intensities = pl_intensities(
+        fill_unindexed(volume).quaternions[0].astype(np.float64)[r, c], angles
+    )
     dark, _ = camera_frames(r.shape)
     img = intensities
     if corrupt:

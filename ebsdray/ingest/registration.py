@@ -35,11 +35,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import SimpleITK as sitk
-from matplotlib.collections import LineCollection
 
 from ebsdray.data.pl import pl_intensities
 from ebsdray.data.rotations import c_axis_in_sample_frame
 from ebsdray.data.volume import Volume
+from ebsdray.figures import draw_edges, label_edges
 
 GREY_KINDS = ("pl", "ipf_x")
 HISTOGRAM_BINS = 32
@@ -400,29 +400,6 @@ def warp_ebsd(section: Volume, registration: Registration) -> Volume:
     )
 
 
-def boundary_segments(grain_ids: np.ndarray) -> np.ndarray:
-    """Pixel edges between two different grains, as line segments for matplotlib.
-
-    Thin lines on the edges, not boundary pixels, so the PL underneath stays visible and a
-    one-pixel offset between the modalities can be seen. Edges to id 0 (unindexed) are skipped,
-    as in :func:`ebsdray.metrics.grain_boundaries`.
-
-    Parameters
-    ----------
-    grain_ids : (H, W) integer labels.
-
-    Returns
-    -------
-    (N, 2, 2) float64 segments ``[[x0, y0], [x1, y1]]`` in ``imshow`` data coordinates.
-    """
-    ids = np.asarray(grain_ids)
-    r, c = np.nonzero((ids[:, 1:] != ids[:, :-1]) & (ids[:, 1:] != 0) & (ids[:, :-1] != 0))
-    vertical = np.stack([np.stack([c + 0.5, r - 0.5], -1), np.stack([c + 0.5, r + 0.5], -1)], 1)
-    r, c = np.nonzero((ids[1:] != ids[:-1]) & (ids[1:] != 0) & (ids[:-1] != 0))
-    horizontal = np.stack([np.stack([c - 0.5, r + 0.5], -1), np.stack([c + 0.5, r + 0.5], -1)], 1)
-    return np.concatenate([vertical, horizontal]).astype(np.float64)
-
-
 def overlay_figure(
     pl_image: np.ndarray, ebsd_before: Volume, ebsd_after: Volume, path: str | os.PathLike[str]
 ) -> Path:
@@ -447,8 +424,7 @@ def overlay_figure(
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.2))
     for ax, vol, title in ((axes[0], ebsd_before, "before"), (axes[1], ebsd_after, "after")):
         ax.imshow(pl, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-        segments = boundary_segments(vol.grain_ids[0])
-        ax.add_collection(LineCollection(segments, colors="red", linewidths=0.9))
+        draw_edges(ax, label_edges(vol.grain_ids[0]), color="red", lw=0.9)
         info = vol.attrs.get("registration", {})
         extra = f" (MI {info['metric_after']:.3f})" if title == "after" and info else ""
         ax.set_title(f"EBSD boundaries over PL, {title} registration{extra}")

@@ -13,9 +13,9 @@ from scipy import ndimage
 from ebsdray.data.corruptions import smooth_displacement
 from ebsdray.data.pl import camera_image, pl_intensities
 from ebsdray.data.volume import Volume
+from ebsdray.figures import edge_segments, label_edges
 from ebsdray.ingest.registration import (
     Registration,
-    boundary_segments,
     ebsd_grey,
     overlay_figure,
     register_ebsd_to_pl,
@@ -249,9 +249,9 @@ def test_pl_field_of_view_mask(real_map, warped_case):
     assert res[seen].mean() < 1.0
 
 
-def test_boundary_segments_known_answer():
+def test_overlay_boundary_segments_known_answer():
     ids = np.array([[1, 1, 2], [1, 0, 2], [3, 3, 2]])
-    segs = {tuple(map(tuple, s)) for s in boundary_segments(ids)}
+    segs = {tuple(map(tuple, s)) for s in edge_segments(label_edges(ids))}
     expected = {
         ((1.5, -0.5), (1.5, 0.5)),  # 1 | 2 in row 0
         ((-0.5, 1.5), (0.5, 1.5)),  # 1 over 3 in column 0
