@@ -8,8 +8,9 @@ Pure functions of arrays: no I/O, no Ray, no MLflow. Numpy arrays or torch tenso
 The channel layout of ``samples`` says which model made them: ``3 + C_PL`` (multimodal), 3 (EBSD
 only) or ``C_PL`` (PL only). Outputs of a modality the samples lack are absent, not made up.
 
-Boundaries come from the PL edges (:func:`~ebsdray.aggregate.boundaries.edge_maps`, cut at the
-kneed elbow) or from the EBSD disorientation between neighbours
+Boundaries come from the PL steps between neighbours
+(:func:`~ebsdray.aggregate.boundaries.pl_pair_edges`, thinned to one pair per interface and cut at
+the kneed elbow of the posterior-mean PL's steps) or from the EBSD disorientation between neighbours
 (:func:`~ebsdray.aggregate.boundaries.ebsd_edge_maps`, a strict majority of the samples); by
 default from EBSD whenever EBSD was observed, since PL cannot see boundaries between grains of one
 c-axis, unless the EBSD map is saturated (covers more than ``SATURATED`` of the section). The
@@ -33,11 +34,12 @@ from ebsdray.aggregate.boundaries import (
     medoid_filter,
     pair_evidence,
     pixel_evidence,
-    pl_evidence,
+    pl_pair_edges,
     threshold_boundaries,
 )
 from ebsdray.aggregate.ebsd import MeanKind, decode_samples, mean_orientation, super_resolve
 from ebsdray.aggregate.grains import grain_consistent as grain_consistent_map
+from ebsdray.aggregate.grains import refine_borders
 from ebsdray.aggregate.orientations import align_to_reference, orientation_mean
 from ebsdray.aggregate.pl import denoise_pl
 from ebsdray.conventions import EBSD_CHANNELS
@@ -63,6 +65,7 @@ __all__ = [
     "infer_variant",
     "mean_orientation",
     "orientation_mean",
+    "pl_pair_edges",
     "resolve_boundary_source",
     "super_resolve",
     "threshold_boundaries",
@@ -127,25 +130,23 @@ def _boundaries(
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Boundary outputs and the (K, H, W) per-sample evidence they average."""
     if source == "pl":
-        maps = edge_maps(x[:, EBSD_CHANNELS:] if variant == "multimodal" else x)
-        p = maps.mean(axis=0)
-        threshold = elbow_threshold(p)
+        pl = pl_pair_edges(x[:, EBSD_CHANNELS:] if variant == "multimodal" else x)
+        maps, boundary, threshold = pl["maps"], pl["boundary"], pl["threshold"]
     else:
         assert pairs is not None
-        maps = pixel_evidence(*pairs)
+        maps, threshold = pixel_evidence(*pairs), 0.5
         if source == "both":
-            # Equal weights on one scale (PL evidence is 0.5 at the PL route's own elbow), cut at
-            # >= 0.5: a boundary one modality is sure of stays one, so does one both lean to.
-            pl = edge_maps(x[:, EBSD_CHANNELS:])
-            maps = 0.5 * (maps + pl_evidence(pl, elbow_threshold(pl.mean(axis=0))))
-        p = maps.mean(axis=0)
-        threshold = 0.5
-    # EBSD alone: a strict majority of the samples; with K even, half against half is no
-    # evidence (four validation sections, K = 4, hard step: Chamfer summed 1.09 against 1.57).
-    strict = source == "ebsd"
+            # Equal weights, cut at >= 0.5: a boundary one modality is sure of stays one, so
+            # does one both lean to.
+            maps = 0.5 * (maps + pl_pair_edges(x[:, EBSD_CHANNELS:])["maps"])
+            boundary = maps.mean(axis=0) >= threshold
+        else:
+            # EBSD alone: a strict majority of the samples; with K even, half against half is
+            # no evidence (four validation sections, K = 4, hard step: Chamfer 1.09 against 1.57).
+            boundary = maps.mean(axis=0) > threshold
     out = {
-        "boundary": p > threshold if strict else p >= threshold,
-        "boundary_confidence": p,
+        "boundary": boundary,
+        "boundary_confidence": maps.mean(axis=0),
         "boundary_threshold": float(threshold),
         "boundary_source": source,
     }
@@ -183,9 +184,10 @@ def aggregate(
     align : fit the alignment MLP when EBSD observations are given.
     alignment : MLP settings (default :class:`~ebsdray.aggregate.alignment.AlignmentConfig`).
     seed : seeds the MLP.
-    boundary_source : ``"auto"`` (default; see :func:`resolve_boundary_source`), ``"pl"`` (Sobel
-        on the PL samples, P >= the kneed elbow), ``"ebsd"`` (disorientation evidence, P > 0.5)
-        or ``"both"`` (the mean of the EBSD evidence and the PL edges on one scale, P >= 0.5).
+    boundary_source : ``"auto"`` (default; see :func:`resolve_boundary_source`), ``"pl"`` (the
+        posterior-mean PL's steps between neighbours, :func:`pl_pair_edges`), ``"ebsd"``
+        (disorientation evidence, P > 0.5) or ``"both"`` (the mean of the EBSD evidence and the
+        samples' PL edges, P >= 0.5).
     threshold_deg : grain tolerance of the EBSD evidence and of the grain segmentation.
     grain_consistent : make ``ebsd_quaternions`` one orientation per grain
         (:func:`~ebsdray.aggregate.grains.grain_consistent`); False keeps the per-pixel mean.
@@ -195,7 +197,8 @@ def aggregate(
     -------
     dict
         ``variant`` and ``n_samples`` (K). With boundaries: ``boundary`` (H, W) bool,
-        ``boundary_confidence`` (H, W) in [0, 1], ``boundary_threshold`` (float),
+        ``boundary_confidence`` (H, W) in [0, 1], ``boundary_threshold`` (float: the PL step
+        threshold for ``"pl"``, else the cut on the confidence),
         ``boundary_source`` (``"pl"``, ``"ebsd"`` or ``"both"``). With PL channels:
         ``pl_denoised`` (C_PL, H, W) channels, ``pl_intensities`` (R, H, W). With EBSD channels:
         ``ebsd_quaternions`` (H, W, 4) (grain-consistent unless ``grain_consistent=False``),
@@ -278,13 +281,19 @@ def aggregate(
                 min_size=min_grain_size,
                 tolerance_deg=threshold_deg,
             )
-            q = g["quaternions"]
+            labels = g["labels"]
+            if has_pl:
+                # The observations place a border only to within their spacing; the PL sees it
+                # wherever the c-axes differ (tuning sections, K = 8, Chamfer at 1/16:
+                # 0.14-0.37 -> 0.04-0.14; at 1/4: 0.06-0.11 -> 0.01-0.06).
+                labels = refine_borders(labels, den["channels"], fixed=m)
+            q = g["grain_quaternions"][labels]
             if q_obs is not None and m is not None:
                 # an observed pixel keeps its own measurement: grains of one 5-degree segment may
                 # still differ by a few degrees (macrozones), and the observation is the best
                 # estimate there
                 q = np.where(m[..., None], q_obs, q)
-            out["grain_labels"] = g["labels"]
+            out["grain_labels"] = labels
             if out.get("boundary_source") == "ebsd":
                 # The grains' own borders: the evidence map's isolated speckles (most of its
                 # forward Chamfer term) are merged away, and a border pixel is defined as the
@@ -294,7 +303,7 @@ def aggregate(
                 # is an orientation step, not evidence of a boundary.
                 # (within one pixel: the medoid filter behind the evidence clips corners)
                 support = ndimage.maximum_filter(out["boundary_confidence"], size=3)
-                out["boundary"] = label_boundaries(g["labels"]) & (support >= BORDER_SUPPORT)
+                out["boundary"] = label_boundaries(labels) & (support >= BORDER_SUPPORT)
         out.update(ebsd_quaternions=q, ebsd_channels=np.moveaxis(codec.encode_ebsd(q), -1, 0))
         uncertainty["ebsd_spread_deg"] = sr["spread_deg"]
     out["uncertainty"] = uncertainty

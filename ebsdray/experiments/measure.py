@@ -30,7 +30,7 @@ import numpy as np
 from scipy import stats
 
 from ebsdray.aggregate.baselines import sobel_baseline
-from ebsdray.aggregate.boundaries import edge_maps, elbow_threshold
+from ebsdray.aggregate.boundaries import pl_pair_edges
 from ebsdray.api import Reconstruction
 from ebsdray.conventions import EBSD_CHANNELS
 from ebsdray.data.symmetry import disorientation_deg
@@ -98,8 +98,8 @@ def _boundary_extras(
     if res.boundary is not None:
         out["boundary_pixel_ratio"] = float(res.boundary.sum()) / n_true
     if variant == "multimodal" and samples is not None:
-        p = edge_maps(np.asarray(samples)[:, EBSD_CHANNELS:]).mean(axis=0)
-        b = p >= elbow_threshold(p)
+        pl = pl_pair_edges(np.asarray(samples)[:, EBSD_CHANNELS:])  # the PL-only route
+        p, b = pl["maps"].mean(axis=0), pl["boundary"]
         c = chamfer(b, true_b)
         out |= {
             "pl_route_chamfer": c["bidirectional"],

@@ -14,9 +14,11 @@ from ebsdray.aggregate.boundaries import (
     ebsd_edge_maps,
     edge_maps,
     elbow_threshold,
+    local_maxima,
     medoid_filter,
     pair_evidence,
-    pl_evidence,
+    pair_steps,
+    pl_pair_edges,
     ramp,
     sobel_magnitude,
     threshold_boundaries,
@@ -161,7 +163,32 @@ def test_ebsd_evidence_sees_what_pl_cannot(codec, make_samples):
     assert chamfer(threshold_boundaries(boundary_confidence(x[:, 3:])), true)["bidirectional"] > 5
 
 
-def test_pl_evidence_puts_the_elbow_at_one_half():
-    edge = np.array([[[0.0, 0.2, 0.4, 0.8]]])
-    assert np.allclose(pl_evidence(edge, 0.4), [[[0.0, 0.25, 0.5, 1.0]]])
-    assert not pl_evidence(edge, np.inf).any()
+def test_local_maxima_keep_one_pair_per_interface():
+    """A soft edge spread over 3 pairs keeps only its largest step."""
+    row = np.array([0.0, 0.0, 0.1, 0.6, 0.9, 1.0, 1.0])  # steps 0, .1, .5, .3, .1, 0 along W
+    img = np.broadcast_to(row, (2, 5, 7)).copy()  # (C, H, W), constant down the rows
+    vertical, horizontal = pair_steps(img)
+    assert vertical.shape == (4, 7) and not vertical.any()
+    expected = np.sqrt(2) * np.array([0.0, 0.1, 0.5, 0.3, 0.1, 0.0])
+    np.testing.assert_allclose(horizontal, np.broadcast_to(expected, (5, 6)), atol=1e-12)
+    _, keep = local_maxima(vertical, horizontal)
+    assert keep[:, 2].all() and not np.delete(keep, 2, axis=1).any()
+    v, h = pair_steps(np.ones((3, 2, 6, 6)))  # (K, C, H, W)
+    assert v.shape == (3, 5, 6) and h.shape == (3, 6, 5)
+    assert all(k.all() for k in local_maxima(v, h))  # a flat image: every pair ties
+
+
+def test_pl_pair_edges_mark_both_sides_of_each_interface(codec, section, make_samples):
+    """The two pixels either side of each interface, as the ground truth marks them: exactly for
+    clean samples (where the Sobel band's elbow fails), and better than Sobel under noise."""
+    true = grain_boundaries(section.grain_ids)
+    clean = make_samples(section, codec, 4, pl_noise=0.0)[:, 3:]
+    got = pl_pair_edges(clean)
+    assert got["maps"].shape == (4, *true.shape) and set(np.unique(got["maps"])) <= {0.0, 1.0}
+    assert chamfer(got["boundary"], true)["bidirectional"] < 0.01
+    noisy = make_samples(section, codec, 8, pl_noise=0.05)[:, 3:]
+    c = chamfer(pl_pair_edges(noisy)["boundary"], true)
+    sobel = chamfer(threshold_boundaries(boundary_confidence(noisy)), true)
+    assert c["backward"] < 0.05 and c["bidirectional"] < 0.75 * sobel["bidirectional"]
+    flat = pl_pair_edges(np.ones((2, 4, 8, 8)))
+    assert flat["threshold"] == np.inf and not flat["boundary"].any() and not flat["maps"].any()

@@ -13,6 +13,7 @@ from ebsdray.aggregate.grains import (
     grain_consistent,
     grain_means,
     merge_fragments,
+    refine_borders,
     segment_pairs,
     split_by_observations,
 )
@@ -153,3 +154,26 @@ def test_grain_consistent_without_observations_uses_the_posterior():
     out = grain_consistent(v, h, q)
     assert np.array_equal(out["labels"], ids) and not out["from_observation"].any()
     assert np.all(disorientation_deg(out["quaternions"], q) < 1e-6)
+
+
+def test_refine_borders_moves_a_border_to_the_image_edge():
+    """A border the EBSD put 2 pixels off moves to the PL's edge; observed pixels and grains the
+    image cannot tell apart keep their labels."""
+    h, w = 12, 16
+    truth = np.ones((h, w), np.int32)
+    truth[:, 8:] = 2
+    truth[:, 12:] = 3  # grain 3: the same PL as grain 2 (one c-axis), so no image edge
+    image = np.stack([np.where(truth == 1, 0.2, 0.8), np.where(truth == 1, -0.5, 0.1)])
+    image = image + np.random.default_rng(0).normal(0, 0.02, image.shape)
+    labels = np.ones((h, w), np.int32)
+    labels[:, 6:] = 2  # grain 1's border 2 pixels too far left
+    labels[:, 11:] = 3  # the 2|3 border 1 pixel off, invisible in the image
+    fixed = np.zeros((h, w), bool)
+    fixed[0, 6] = True  # an observation that (wrongly) says grain 2 there
+    out = refine_borders(labels, image, fixed)
+    assert out.dtype == labels.dtype and set(np.unique(out)) <= {1, 2, 3}
+    assert out[0, 6] == 2
+    np.testing.assert_array_equal(out[1:, :11], truth[1:, :11])
+    np.testing.assert_array_equal(out[:, 11:], labels[:, 11:])  # no evidence: not moved
+    with pytest.raises(ValueError, match=r"image must be \(C, 12, 16\)"):
+        refine_borders(labels, image[0])
