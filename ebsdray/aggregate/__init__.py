@@ -14,7 +14,23 @@ the kneed elbow of the posterior-mean PL's steps) or from the EBSD disorientatio
 (:func:`~ebsdray.aggregate.boundaries.ebsd_edge_maps`, a strict majority of the samples); by
 default from EBSD whenever EBSD was observed, since PL cannot see boundaries between grains of one
 c-axis, unless the EBSD map is saturated (covers more than ``SATURATED`` of the section). The
-EBSD map is grain-consistent by default (:mod:`ebsdray.aggregate.grains`).
+EBSD map is grain-consistent by default (:mod:`ebsdray.aggregate.grains`), its grains' borders
+moved to where the PL puts them.
+
+Outputs of :func:`aggregate` (K samples of an (H, W) section):
+
+- always: ``variant``, ``n_samples`` (K), ``uncertainty`` (a dict of (H, W) maps, below);
+- boundaries: ``boundary`` (H, W) bool, ``boundary_confidence`` (H, W) in [0, 1],
+  ``boundary_threshold`` (the PL step threshold for source ``"pl"``, else the cut on the
+  confidence), ``boundary_source`` (``"pl"``, ``"ebsd"`` or ``"both"``);
+  uncertainty ``boundary_variance`` (the variance over K of the per-sample evidence);
+- PL channels: ``pl_denoised`` (C_PL, H, W), ``pl_intensities`` (R, H, W); uncertainty
+  ``pl_std`` (RMS over channels of the per-channel std);
+- EBSD channels: ``ebsd_quaternions`` (H, W, 4) (grain-consistent unless
+  ``grain_consistent=False``), ``ebsd_quaternions_mean`` (H, W, 4) (the per-pixel posterior mean
+  after the alignment MLP), ``ebsd_channels`` (3, H, W) (the encoding of ``ebsd_quaternions``),
+  ``alignment`` (the MLP's record), ``grain_labels`` (H, W) int32 1..N when grain-consistent;
+  uncertainty ``ebsd_spread_deg`` (mean disorientation of the samples to their mean).
 """
 
 from __future__ import annotations
@@ -49,8 +65,8 @@ from ebsdray.metrics.boundaries import grain_boundaries as label_boundaries
 
 Variant = Literal["multimodal", "ebsd", "pl"]
 BoundarySource = Literal["auto", "pl", "ebsd", "both"]
-SATURATED = 0.75
-BORDER_SUPPORT = 0.1  # share of samples that must mark a grain border for it to be a boundary  # "auto" takes PL instead of an EBSD boundary map covering more of the section
+SATURATED = 0.75  # "auto" takes PL instead of an EBSD boundary map covering more of the section
+BORDER_SUPPORT = 0.1  # share of samples that must mark a grain border for it to be a boundary
 
 __all__ = [
     "AlignmentConfig",
@@ -195,21 +211,70 @@ def aggregate(
 
     Returns
     -------
-    dict
-        ``variant`` and ``n_samples`` (K). With boundaries: ``boundary`` (H, W) bool,
-        ``boundary_confidence`` (H, W) in [0, 1], ``boundary_threshold`` (float: the PL step
-        threshold for ``"pl"``, else the cut on the confidence),
-        ``boundary_source`` (``"pl"``, ``"ebsd"`` or ``"both"``). With PL channels:
-        ``pl_denoised`` (C_PL, H, W) channels, ``pl_intensities`` (R, H, W). With EBSD channels:
-        ``ebsd_quaternions`` (H, W, 4) (grain-consistent unless ``grain_consistent=False``),
-        ``ebsd_quaternions_mean`` (H, W, 4) (the per-pixel posterior mean, after the alignment
-        MLP), ``ebsd_channels`` (3, H, W) (the encoding of ``ebsd_quaternions``), ``alignment``
-        (the MLP's record) and, when grain-consistent, ``grain_labels`` (H, W) int32 1..N.
-        ``uncertainty``: a dict of (H, W) maps, ``boundary_variance`` (variance over K of the
-        per-sample evidence the boundaries average), ``pl_std`` (RMS over channels of the
-        per-channel std), ``ebsd_spread_deg`` (mean disorientation of the samples to their
-        mean), each present when its output is.
+    dict of the outputs listed in the module docstring, those the samples' modalities give.
     """
+    x, variant = _checked(samples, codec, variant)
+    out: dict[str, Any] = {"variant": variant, "n_samples": x.shape[0]}
+    uncertainty: dict[str, np.ndarray] = {}
+    has_ebsd, has_pl = variant != "pl", variant != "ebsd"
+    m = None if mask is None else _ebsd_mask(mask)
+    source = resolve_boundary_source(boundary_source, variant, m is not None and bool(m.any()))
+    filtered = _medoid_maps(x, codec, source in ("ebsd", "both"), has_ebsd and grain_consistent)
+    if source is not None:
+        b, maps = _boundary_outputs(x, source, boundary_source, variant, filtered, threshold_deg)
+        out.update(b)
+        uncertainty["boundary_variance"] = maps.var(axis=0)
+    pl_mean = None
+    if has_pl:
+        den = denoise_pl(x[:, EBSD_CHANNELS:] if has_ebsd else x, codec)
+        out.update(pl_denoised=den["channels"], pl_intensities=den["intensities"])
+        uncertainty["pl_std"] = den["std_rms"]
+        pl_mean = den["channels"]
+    if has_ebsd:
+        e = _ebsd_outputs(
+            x[:, :EBSD_CHANNELS],
+            codec,
+            None if observed is None else as_numpy(observed, np.float64)[:EBSD_CHANNELS],
+            m,
+            filtered.get("weighted"),
+            pl_mean,
+            dict(method=ebsd_mean, align=align, alignment=alignment, seed=seed),
+            threshold_deg,
+            min_grain_size,
+            out["boundary_confidence"] if out.get("boundary_source") == "ebsd" else None,
+        )
+        uncertainty["ebsd_spread_deg"] = e.pop("spread_deg")
+        out.update(e)
+    out["uncertainty"] = uncertainty
+    return out
+
+
+def _boundary_outputs(
+    x: np.ndarray,
+    source: str,
+    requested: BoundarySource,
+    variant: Variant,
+    filtered: dict[str, np.ndarray],
+    threshold_deg: float,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """:func:`_boundaries` from ``source``, falling back to PL when ``"auto"`` chose EBSD and
+    the EBSD map is saturated."""
+    pairs = None
+    if source != "pl":
+        pairs = pair_evidence(filtered["square"], threshold_deg, window=None)
+    b, maps = _boundaries(x, source, variant, pairs)
+    if requested == "auto" and source == "ebsd" and b["boundary"].mean() > SATURATED:
+        # Per-pixel noise far above the tolerance: every pair differs in most samples and the
+        # map holds no grain structure (K = 8 samples turned 5 deg rms per pixel: 98 % of the
+        # pixels, Chamfer 5.9 against PL's 0.8; real sample sets mark 30-51 %).
+        b, maps = _boundaries(x, "pl", variant, None)
+    return b, maps
+
+
+def _checked(
+    samples: Any, codec: ChannelCodec, variant: Variant | None
+) -> tuple[np.ndarray, Variant]:
+    """(K, C, H, W) float32 samples and their variant, or a ValueError naming what is wrong."""
     x = as_numpy(samples, np.float32)
     if x.ndim != 4 or x.shape[0] < 1:
         raise ValueError(f"samples must be (K, C, H, W) with K >= 1; got shape {x.shape}")
@@ -221,90 +286,85 @@ def aggregate(
         raise ValueError(f"variant must be one of {sorted(expected)}; got {variant!r}")
     if x.shape[1] != expected[variant]:
         raise ValueError(f"{variant} samples have {expected[variant]} channels; got {x.shape[1]}")
+    return x, variant
 
-    out: dict[str, Any] = {"variant": variant, "n_samples": x.shape[0]}
-    uncertainty: dict[str, np.ndarray] = {}
-    has_ebsd, has_pl = variant != "pl", variant != "ebsd"
-    m = None if mask is None else _ebsd_mask(mask)
-    source = resolve_boundary_source(boundary_source, variant, m is not None and bool(m.any()))
-    # Per-sample medoid-filtered maps, both from one set of angle maps: "square" for the
-    # boundaries, "weighted" for the grains (the square medoid clips convex corners: harmless for
-    # a boundary band, but it opens one-pair gaps through which grains would merge).
-    windows = []
-    if source in ("ebsd", "both"):
-        windows.append("square")
-    if has_ebsd and grain_consistent:
-        windows.append("weighted")
-    filtered = {}
-    if windows:
-        q_samples = decode_samples(x[:, :EBSD_CHANNELS], codec)
-        filtered = dict(zip(windows, medoid_filter(q_samples, tuple(windows)), strict=True))
-    if source is not None:
-        pairs = None
-        if source != "pl":
-            pairs = pair_evidence(filtered["square"], threshold_deg, window=None)
-        b, maps = _boundaries(x, source, variant, pairs)
-        if boundary_source == "auto" and source == "ebsd" and b["boundary"].mean() > SATURATED:
-            # Per-pixel noise far above the tolerance: every pair differs in most samples and
-            # the map holds no grain structure (K = 8 samples turned 5 deg rms per pixel: 98 % of
-            # the pixels, Chamfer 5.9 against PL's 0.8; real sample sets mark 30-51 %).
-            b, maps = _boundaries(x, "pl", variant, None)
-        out.update(b)
-        uncertainty["boundary_variance"] = maps.var(axis=0)
-    if has_pl:
-        den = denoise_pl(x[:, EBSD_CHANNELS:] if has_ebsd else x, codec)
-        out.update(pl_denoised=den["channels"], pl_intensities=den["intensities"])
-        uncertainty["pl_std"] = den["std_rms"]
-    if has_ebsd:
-        obs = None if observed is None else as_numpy(observed, np.float64)[:EBSD_CHANNELS]
-        sr = super_resolve(
-            x[:, :EBSD_CHANNELS],
-            codec,
-            obs,
-            m,
-            method=ebsd_mean,
-            align=align,
-            alignment=alignment,
-            seed=seed,
-        )
-        q = sr["quaternions"]
-        out.update(ebsd_quaternions_mean=q, alignment=sr["alignment"])
-        if grain_consistent:
-            vertical, horizontal = pair_evidence(filtered["weighted"], threshold_deg, window=None)
-            q_obs = None if obs is None else codec.decode_ebsd(np.moveaxis(obs, 0, -1))
-            g = grain_consistent_map(
-                vertical.mean(axis=0),
-                horizontal.mean(axis=0),
-                q,
-                q_obs,
-                m,
-                min_size=min_grain_size,
-                tolerance_deg=threshold_deg,
-            )
-            labels = g["labels"]
-            if has_pl:
-                # The observations place a border only to within their spacing; the PL sees it
-                # wherever the c-axes differ (tuning sections, K = 8, Chamfer at 1/16:
-                # 0.14-0.37 -> 0.04-0.14; at 1/4: 0.06-0.11 -> 0.01-0.06).
-                labels = refine_borders(labels, den["channels"], fixed=m)
-            q = g["grain_quaternions"][labels]
-            if q_obs is not None and m is not None:
-                # an observed pixel keeps its own measurement: grains of one 5-degree segment may
-                # still differ by a few degrees (macrozones), and the observation is the best
-                # estimate there
-                q = np.where(m[..., None], q_obs, q)
-            out["grain_labels"] = labels
-            if out.get("boundary_source") == "ebsd":
-                # The grains' own borders: the evidence map's isolated speckles (most of its
-                # forward Chamfer term) are merged away, and a border pixel is defined as the
-                # ground truth defines it (validation, K = 8: Chamfer 0.16-0.25 against the
-                # evidence map's 0.37-0.44 at 1/16, 0.10-0.16 against 0.17-0.19 at 1/4).
-                # Only borders some samples support: a split made by noisy observations alone
-                # is an orientation step, not evidence of a boundary.
-                # (within one pixel: the medoid filter behind the evidence clips corners)
-                support = ndimage.maximum_filter(out["boundary_confidence"], size=3)
-                out["boundary"] = label_boundaries(labels) & (support >= BORDER_SUPPORT)
-        out.update(ebsd_quaternions=q, ebsd_channels=np.moveaxis(codec.encode_ebsd(q), -1, 0))
-        uncertainty["ebsd_spread_deg"] = sr["spread_deg"]
-    out["uncertainty"] = uncertainty
+
+def _medoid_maps(
+    x: np.ndarray, codec: ChannelCodec, for_boundaries: bool, for_grains: bool
+) -> dict[str, np.ndarray]:
+    """Per-sample medoid-filtered (K, H, W, 4) orientation maps, from one set of angle maps:
+    ``"square"`` for the boundaries, ``"weighted"`` for the grains (the square medoid clips
+    convex corners: harmless for a boundary band, but it opens one-pair gaps through which
+    grains would merge)."""
+    windows = [w for w, use in (("square", for_boundaries), ("weighted", for_grains)) if use]
+    if not windows:
+        return {}
+    q_samples = decode_samples(x[:, :EBSD_CHANNELS], codec)
+    return dict(zip(windows, medoid_filter(q_samples, tuple(windows)), strict=True))
+
+
+def _ebsd_outputs(
+    ebsd: np.ndarray,
+    codec: ChannelCodec,
+    observed: np.ndarray | None,
+    m: np.ndarray | None,
+    filtered: np.ndarray | None,
+    pl_mean: np.ndarray | None,
+    mean_options: dict[str, Any],
+    threshold_deg: float,
+    min_size: int,
+    support: np.ndarray | None,
+) -> dict[str, Any]:
+    """Super-resolved EBSD of (K, 3, H, W) samples: the per-pixel mean, then (when ``filtered``
+    medoid maps are given) one orientation per grain; :func:`aggregate`'s EBSD outputs and
+    ``spread_deg``. With the EBSD boundary ``support`` (H, W), also ``boundary``: the grains'
+    own borders."""
+    sr = super_resolve(ebsd, codec, observed, m, **mean_options)
+    q = sr["quaternions"]
+    out = {"ebsd_quaternions_mean": q, "alignment": sr["alignment"], "spread_deg": sr["spread_deg"]}
+    if filtered is not None:
+        q_obs = None if observed is None else codec.decode_ebsd(np.moveaxis(observed, 0, -1))
+        g = _grains(filtered, q, q_obs, m, pl_mean, threshold_deg, min_size)
+        q, out["grain_labels"] = g["quaternions"], g["labels"]
+        if support is not None:
+            # The grains' borders, as the ground truth defines a border pixel, without the
+            # evidence map's speckles; only where some samples support them (within a pixel:
+            # the medoid clips corners): a split made by noisy observations alone is not one.
+            near = ndimage.maximum_filter(support, size=3) >= BORDER_SUPPORT
+            out["boundary"] = label_boundaries(g["labels"]) & near
+    out.update(ebsd_quaternions=q, ebsd_channels=np.moveaxis(codec.encode_ebsd(q), -1, 0))
     return out
+
+
+def _grains(
+    filtered: np.ndarray,
+    q_mean: np.ndarray,
+    q_obs: np.ndarray | None,
+    m: np.ndarray | None,
+    pl_mean: np.ndarray | None,
+    threshold_deg: float,
+    min_size: int,
+) -> dict[str, np.ndarray]:
+    """Grain-consistent orientations (H, W, 4) and labels (H, W) of the samples' grains."""
+    vertical, horizontal = pair_evidence(filtered, threshold_deg, window=None)
+    g = grain_consistent_map(
+        vertical.mean(axis=0),
+        horizontal.mean(axis=0),
+        q_mean,
+        q_obs,
+        m,
+        min_size=min_size,
+        tolerance_deg=threshold_deg,
+    )
+    labels = g["labels"]
+    if pl_mean is not None:
+        # The observations place a border only to within their spacing; the PL sees it
+        # wherever the c-axes differ (tuning sections, K = 8, Chamfer at 1/16:
+        # 0.14-0.37 -> 0.04-0.14; at 1/4: 0.06-0.11 -> 0.01-0.06).
+        labels = refine_borders(labels, pl_mean, fixed=m)
+    q = g["grain_quaternions"][labels]
+    if q_obs is not None and m is not None:
+        # an observed pixel keeps its own measurement: grains of one 5-degree segment may still
+        # differ by a few degrees (macrozones), and the observation is the best estimate there
+        q = np.where(m[..., None], q_obs, q)
+    return {"quaternions": q, "labels": labels}
