@@ -424,3 +424,70 @@ def refine_borders(
             break
         lab = best
     return lab
+
+
+def split_by_image(
+    labels: np.ndarray,
+    image: Any,
+    edges: Any,
+    observed: Any = None,
+    *,
+    min_size: int = 4,
+    contrast: float = 3.0,
+) -> np.ndarray:
+    """Split off the parts of grains that an image's edges enclose and no observation reaches.
+
+    A grain with no observed pixel between the observation grid's lines (a small or thin grain)
+    is merged by the samples into a neighbour; the PL may still see it. The pixels of each grain
+    that are not ``edges`` fall into connected pieces; a piece of at least ``min_size`` pixels
+    with no observed pixel, whose median image differs from the rest of its grain by more than
+    ``contrast`` times the typical interior residual, becomes a grain of its own (the edge pixels
+    around it are left to :func:`refine_borders`).
+
+    Parameters
+    ----------
+    labels : (H, W) int grain labels 1..N.
+    image : (C, H, W) image (the posterior-mean PL).
+    edges : (H, W) bool edge pixels of the image (``pl_pair_edges(...)["boundary"]``).
+    observed : optional (H, W) bool observed EBSD pixels (their pieces are never split off).
+    min_size : smallest piece that is split off.
+    contrast : how far (in residual standard deviations) a piece's median must lie from its
+        grain's.
+
+    Returns
+    -------
+    (H, W) labels: the input's, plus new labels N + 1, ... for the pieces split off.
+    """
+    lab = np.asarray(labels)
+    img = as_numpy(image, np.float64)
+    edge = as_numpy(edges, bool)
+    a, b = _pairs(lab.shape)
+    flat, free = lab.ravel(), ~edge.ravel()
+    joined = (flat[a] == flat[b]) & free[a] & free[b]
+    piece = _components(flat.size, a[joined], b[joined])
+    n_piece = int(piece.max()) + 1
+    size = np.bincount(piece[free], minlength=n_piece)
+    seen = np.zeros(n_piece, bool)
+    if observed is not None:
+        seen[piece[as_numpy(observed, bool).ravel()]] = True
+    candidates = np.flatnonzero((size >= min_size) & ~seen)
+    if candidates.size == 0:
+        return lab
+    grain_of = np.zeros(n_piece, np.int64)
+    grain_of[piece] = flat
+    n = int(lab.max()) + 1
+    inside = free.reshape(lab.shape)
+    grain_median = _label_medians(lab, img, inside, n)
+    piece_median = _label_medians(piece.reshape(lab.shape), img, inside, n_piece)
+    residual = ((img - np.moveaxis(grain_median[lab], -1, 0)) ** 2).sum(axis=0)
+    scale = np.sqrt(max(float(np.median(residual[inside])), 1e-12))
+    # the rest of the grain: its median without the candidate would need a median per
+    # (grain, piece); the grain's own median is that of its largest pieces, close enough
+    gap = np.linalg.norm(piece_median[candidates] - grain_median[grain_of[candidates]], axis=-1)
+    split = candidates[gap > contrast * scale]
+    if split.size == 0:
+        return lab
+    new = np.zeros(n_piece, np.int64)
+    new[split] = n + np.arange(split.size)
+    out = np.where(free & (new[piece] > 0), new[piece], flat)
+    return out.reshape(lab.shape).astype(lab.dtype)
