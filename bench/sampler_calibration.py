@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import torch
 
 from ebsdray.diffusion.schedule import DiffusionSchedule
 from ebsdray.inverse.baseline import replacement_sampler
-from ebsdray.inverse.fps_smc import fps_smc, sample_generators
+from ebsdray.inverse.fps_smc import Ablation, fps_smc, sample_generators
 from ebsdray.inverse.gaussian import calibration, toy_problem
 
 PAPER = dict(
@@ -56,6 +56,7 @@ SETTINGS: list[tuple[str, dict]] = [
     ("DEFAULT, free kernel fps", dict(free_kernel="fps")),
     ("baseline: replacement", dict(baseline=True)),
 ]
+ABLATION = {f.name for f in fields(Ablation)}  # the settings' keys that are fps_smc's switches
 
 
 def run(setting: dict, sched: DiffusionSchedule, prior, obs, runs: int, section: int):
@@ -65,7 +66,9 @@ def run(setting: dict, sched: DiffusionSchedule, prior, obs, runs: int, section:
         s, info = replacement_sampler(prior, sched, obs, gens, num_steps=100, clip=False)
         info = dict(info, ess=torch.ones(1, 1), particles=1)
     else:
-        s, info = fps_smc(prior, sched, obs, gens, **{"num_steps": 100, "clip": False, **kw})
+        switches = {k: kw.pop(k) for k in list(kw) if k in ABLATION}
+        kw = {"num_steps": 100, "clip": False, **kw}
+        s, info = fps_smc(prior, sched, obs, gens, **kw, ablation=Ablation(**switches))
     return s, info
 
 

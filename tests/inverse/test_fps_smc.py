@@ -15,13 +15,14 @@ from torch import Tensor
 
 from ebsdray.diffusion.schedule import DiffusionSchedule
 from ebsdray.inverse._common import plan_levels
-from ebsdray.inverse.fps_smc import fps_smc, sample_generators, systematic_resample
+from ebsdray.inverse.fps_smc import Ablation, fps_smc, sample_generators, systematic_resample
 from ebsdray.inverse.gaussian import GaussianPrior, calibration, toy_problem
 from ebsdray.inverse.operators import MultimodalOperator, Observation
 
 SCHED = DiffusionSchedule()
 PAPER = dict(
-    kernel="fps", c=0.95, pin_noise=False, x0_variance=False, ess_threshold=1.0, fine_tail=False
+    ess_threshold=1.0,
+    ablation=Ablation(kernel="fps", c=0.95, pin_noise=False, x0_variance=False, fine_tail=False),
 )
 
 
@@ -150,9 +151,6 @@ def test_bf16_autocast_runs_the_network_only() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(kernel="ddim"), "unknown kernel"),
-        (dict(free_kernel="x"), "unknown free_kernel"),
-        (dict(c=0.0), r"\(0, 1\]"),
         (dict(particles=0), "particles"),
         (dict(ess_threshold=0.0), "ess_threshold"),
     ],
@@ -163,6 +161,21 @@ def test_errors(kwargs, message) -> None:
         fps_smc(toy_net, SCHED, small_observation(), gens, **kwargs)
     with pytest.raises(ValueError, match="at least one generator"):
         fps_smc(toy_net, SCHED, small_observation(), [])
+
+
+@pytest.mark.parametrize(
+    ("switches", "message"),
+    [
+        (dict(kernel="ddim"), "unknown kernel"),
+        (dict(free_kernel="x"), "unknown free_kernel"),
+        (dict(path_kernel="x"), "unknown path_kernel"),
+        (dict(c=0.0), r"\(0, 1\]"),
+        (dict(path_c=1.5), r"\(0, 1\]"),
+    ],
+)
+def test_ablation_errors(switches, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        Ablation(**switches)
 
 
 # --- calibration against the exact posterior ------------------------------------------------------
