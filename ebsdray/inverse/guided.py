@@ -113,7 +113,7 @@ def guided_sampler(
     num_steps : int
         N respaced steps over the part of the chain that runs (each is one forward and one
         backward pass of the network: about 3 forward passes' cost).
-    guidance : float
+    guidance : float or sequence of C floats
         Weight w of the likelihood gradient (1 = the PiGDM step; 0 = replacement only).
     replace : bool
         Replace observed entries by the diffused measurement down to each channel's noise level.
@@ -134,60 +134,29 @@ def guided_sampler(
         ``num_steps``, ``timesteps``, and the settings used.
     """
     check_generators(generators)
-    w = torch.as_tensor(guidance, dtype=torch.float32).flatten()
-    if w.numel() == 1:
-        w = w.expand(observation.channels)
-    if w.numel() != observation.channels or not bool(torch.isfinite(w).all() & (w >= 0).all()):
-        raise ValueError(
-            f"guidance must be one finite weight >= 0 or one per channel "
-            f"({observation.channels}); got {guidance}"
-        )
+    w = _guidance_weights(guidance, observation.channels).to(observation.y.device)
     if (start_from is None) != (start_t is None):
         raise ValueError("a warm start needs both start_from (an estimate) and start_t")
     device = observation.y.device
-    K, shape = len(generators), observation.shape
     y, m = observation.y.float(), observation.mask.float()
     sigma2 = observation.sigma.float().to(device).clamp(min=SIGMA_FLOOR).square().view(-1, 1, 1)
-    # each channel's noise-equivalent level: replaced down to it, free below it
-    pin = plan_levels(schedule, 1, observation.sigma, True, SIGMA_FLOOR)
-    pin_t = [pin.timesteps[int(p)] if int(p) < len(pin.timesteps) else -1 for p in pin.pin]
-    # (-1: a noiseless channel, replaced down to the last step)
-    a_star = pin.pin_abar.to(device).float().view(-1, 1, 1)
-    pin_t = torch.tensor(pin_t, device=device).view(-1, 1, 1)
-    w = w.to(device).view(-1, 1, 1)
+    pin_t, a_star = _pin_levels(schedule, observation)
     timesteps = guided_chain(schedule, num_steps, start_t)
     abar = [float(schedule.alphas_cumprod[t]) for t in timesteps] + [1.0]
     precision = resolve_precision(precision, device)
-
     with network_mode(denoiser, inference=False):  # the guidance differentiates the network
-        z = randn_per_run(generators, shape, device)
-        if start_from is None:
-            x = z
-        else:
-            a0 = abar[0]
-            x = math.sqrt(a0) * start_from.to(device).float() + math.sqrt(1 - a0) * z
+        x = randn_per_run(generators, observation.shape, device)
+        if start_from is not None:  # warm start: the estimate diffused to the first level
+            x = math.sqrt(abar[0]) * start_from.to(device).float() + math.sqrt(1 - abar[0]) * x
         for i, t in enumerate(timesteps):
             a, a_next = abar[i], abar[i + 1]
             x0 = _guided_x0(denoiser, x, t, a, y, m, sigma2, w, max_batch, precision)
-            x0 = x0.clamp(-1.0, 1.0)
-            eps = (x - math.sqrt(a) * x0) / math.sqrt(1 - a)
-            if a_next < 1.0:  # DDPM ancestral step (eta = 1)
-                s2 = (1 - a_next) / (1 - a) * (1 - a / a_next)
-                noise = randn_per_run(generators, shape, device)
-                x = (
-                    math.sqrt(a_next) * x0
-                    + math.sqrt(max(1 - a_next - s2, 0.0)) * eps
-                    + math.sqrt(s2) * noise
-                )
-                if replace:
-                    on = m * (pin_t <= timesteps[i + 1]).float()  # channel still pinned at a'
-                    sd = (1.0 - a_next / a_star).clamp(min=0.0).sqrt()
-                    y_next = math.sqrt(a_next) * y + sd * randn_per_run(generators, shape, device)
-                    x = on * y_next + (1 - on) * x
-            else:
-                x = x0
-    info: dict[str, Any] = {
-        "network_evaluations": len(timesteps) * K,
+            x = _ancestral_step(generators, x, x0.clamp(-1.0, 1.0), a, a_next)
+            if replace and a_next < 1.0:
+                on = m * (pin_t <= timesteps[i + 1]).float()  # channel still pinned at a'
+                x = _replace_observed(generators, x, y, on, a_next, a_star)
+    return x.detach().float(), {
+        "network_evaluations": len(timesteps) * len(generators),
         "num_steps": len(timesteps),
         "timesteps": timesteps,
         "guidance": w.flatten().tolist(),
@@ -195,7 +164,63 @@ def guided_sampler(
         "start_t": None if start_t is None else int(start_t),
         "precision": precision,
     }
-    return x.detach().float(), info
+
+
+def _guidance_weights(guidance: float | Sequence[float], channels: int) -> Tensor:
+    """(C, 1, 1) float32 weights from one weight or one per channel, each finite and >= 0."""
+    w = torch.as_tensor(guidance, dtype=torch.float32).flatten()
+    if w.numel() == 1:
+        w = w.expand(channels)
+    if w.numel() != channels or not bool(torch.isfinite(w).all() & (w >= 0).all()):
+        raise ValueError(
+            f"guidance must be one finite weight >= 0 or one per channel "
+            f"({channels}); got {guidance}"
+        )
+    return w.view(-1, 1, 1)
+
+
+def _pin_levels(schedule: DiffusionSchedule, observation: Observation) -> tuple[Tensor, Tensor]:
+    """Each channel's noise-equivalent level (:func:`~ebsdray.inverse._common.plan_levels`):
+    observed entries are replaced down to it and run free below it.
+
+    Returns its timestep, (C, 1, 1) int64 (-1: a noiseless channel, replaced down to the last
+    step), and its level ``a*``, (C, 1, 1) float32, both on the observation's device.
+    """
+    device = observation.y.device
+    pin = plan_levels(schedule, 1, observation.sigma, True, SIGMA_FLOOR)
+    pin_t = [pin.timesteps[int(p)] if int(p) < len(pin.timesteps) else -1 for p in pin.pin]
+    a_star = pin.pin_abar.to(device).float().view(-1, 1, 1)
+    return torch.tensor(pin_t, device=device).view(-1, 1, 1), a_star
+
+
+def _ancestral_step(
+    generators: Sequence[torch.Generator], x: Tensor, x0: Tensor, a: float, a_next: float
+) -> Tensor:
+    """DDPM ancestral step (eta = 1) of x (K, C, H, W) from level a to a' through the clean
+    estimate x0 (K, C, H, W); x0 itself on the last step (a' = 1)."""
+    if a_next >= 1.0:
+        return x0
+    eps = (x - math.sqrt(a) * x0) / math.sqrt(1 - a)
+    s2 = (1 - a_next) / (1 - a) * (1 - a / a_next)
+    noise = randn_per_run(generators, x.shape[1:], x.device)
+    return (
+        math.sqrt(a_next) * x0 + math.sqrt(max(1 - a_next - s2, 0.0)) * eps + math.sqrt(s2) * noise
+    )
+
+
+def _replace_observed(
+    generators: Sequence[torch.Generator],
+    x: Tensor,
+    y: Tensor,
+    on: Tensor,
+    a_next: float,
+    a_star: Tensor,
+) -> Tensor:
+    """x (K, C, H, W) with the entries ``on`` (C, H, W) replaced by the measurement y (C, H, W)
+    diffused to level a' from each channel's noise-equivalent level ``a*`` (C, 1, 1)."""
+    sd = (1.0 - a_next / a_star).clamp(min=0.0).sqrt()
+    y_next = math.sqrt(a_next) * y + sd * randn_per_run(generators, y.shape, y.device)
+    return on * y_next + (1 - on) * x
 
 
 def _guided_x0(
