@@ -109,6 +109,148 @@ class _Section:
     )
     precisions: set[str] = field(default_factory=set)
 
+    def add(self, facts: dict[str, Any]) -> None:
+        """Fold in the facts of one returned draw request: its ``sums``, costs and precision."""
+        self.pending -= 1
+        self.sums = facts["sums"] if self.sums is None else self.sums + facts["sums"]
+        for key in self.facts:
+            self.facts[key] += facts.get(key, 0)
+        self.precisions.add(facts["precision"])
+
+    def end_round(self, variant: str, tolerance: float) -> bool:
+        """Count the round just returned; True when its running mean moved by at most
+        ``tolerance`` from the previous round's (never after the first round)."""
+        self.rounds += 1
+        mean = self.sums / self.target
+        if self.previous_mean is not None:
+            self.changes.append(aggregate_change(self.previous_mean, mean, variant))
+        self.previous_mean = mean
+        return bool(self.changes) and self.changes[-1] <= tolerance
+
+    def info(self, adaptive: bool) -> dict[str, Any]:
+        """What ``finish`` records of the sampling: counts, cost, precision, convergence."""
+        info = {
+            "samples": self.target,
+            "rounds": self.rounds,
+            "network_evaluations": int(self.facts["network_evaluations"]),
+            "sampling_seconds": float(self.facts["seconds"]),
+            "precision": "+".join(sorted(self.precisions)),
+        }
+        if self.facts["ess_sum"]:
+            info["mean_ess"] = self.facts["ess_sum"] / self.target
+        if adaptive:  # how the aggregate settled, round by round
+            info["changes"] = self.changes
+            info["last_change"] = self.changes[-1] if self.changes else float("nan")
+        return info
+
+
+@dataclass
+class _Run:
+    """The state of one :func:`run_sections` call: its settings, the sections still queued and
+    those open, the draw requests and finish tasks in flight, and the finished outputs."""
+
+    backend: Backend
+    observation: ObservedVolume
+    model: DiffusionModel
+    budget: Budget
+    spec: FinishSpec
+    seed: int
+    precision: str
+    samples_per_request: int | None
+    max_in_flight: int
+    max_open: int
+    on_section: Callable[[dict[str, Any]], None] | None
+    queue: deque[int]
+    bar: tqdm
+    n_sections: int
+    open_: dict[int, _Section] = field(default_factory=dict)
+    requests: dict[Any, _Section] = field(default_factory=dict)  # facts handle -> its section
+    finishing: dict[Any, int] = field(default_factory=dict)  # finish handle -> section index
+    done: dict[int, dict[str, Any]] = field(default_factory=dict)
+    sections_done: int = 0
+
+    def until_done(self) -> None:
+        """Keep ``max_in_flight`` draw requests out and take back whatever returns, until every
+        section is finished."""
+        while self.queue or self.open_ or self.requests or self.finishing:
+            self.submit()
+            # finished sections first: their records reach on_section as early as possible
+            for handle in self.backend.wait(list(self.finishing) + list(self.requests)):
+                if handle in self.finishing:
+                    self.section_finished(handle)
+                else:
+                    self.request_returned(handle)
+
+    def submit(self) -> None:
+        """Send draw requests for the next samples wanted until ``max_in_flight`` are out."""
+        while len(self.requests) < self.max_in_flight:
+            s = self.next_section()
+            if s is None:
+                return
+            n = max(1, min(int(self.samples_per_request or 1), s.target - s.submitted))
+            indices = list(range(s.submitted, s.submitted + n))
+            samples, facts = self.backend.draw(
+                s.handle, self.budget, self.seed, indices, self.precision
+            )
+            s.blocks[s.submitted] = samples
+            self.requests[facts] = s
+            s.submitted += n
+            s.pending += 1
+
+    def next_section(self) -> _Section | None:
+        """An open section that wants more samples, else a newly opened one if ``max_open``
+        allows, else None."""
+        for s in self.open_.values():
+            if s.submitted < s.target:
+                return s
+        if self.queue and len(self.open_) < self.max_open:
+            i = self.queue.popleft()
+            k = self.budget.samples_for(i)
+            s = _Section(
+                i,
+                self.backend.put(self.observation.section(i, self.model.codec)),
+                round_size=k,
+                cap=self.budget.max_samples_for(i),
+                target=k,
+            )
+            self.open_[i] = s
+            return s
+        return None
+
+    def request_returned(self, handle: Any) -> None:
+        """Take in a returned draw request; the last one of a round ends the round."""
+        s = self.requests.pop(handle)
+        facts = self.backend.get(handle)
+        s.add(facts)
+        self.bar.update(facts["count"])
+        if s.pending == 0 and s.submitted == s.target:
+            self.round_finished(s)
+
+    def round_finished(self, s: _Section) -> None:
+        """Add a round to an adaptive budget's section that has not settled (up to its cap);
+        otherwise send the section's samples to ``finish`` and close it."""
+        converged = s.end_round(self.model.variant, self.budget.tolerance)
+        if self.budget.adaptive and not converged and s.target < s.cap:
+            more = min(s.cap, s.target + s.round_size) - s.target
+            s.target += more
+            self.bar.total += more
+            self.bar.refresh()
+            return
+        info = s.info(self.budget.adaptive)
+        blocks = [s.blocks[k] for k in sorted(s.blocks)]
+        self.finishing[self.backend.finish(s.handle, info, self.spec, blocks)] = s.index
+        del self.open_[s.index]
+
+    def section_finished(self, handle: Any) -> None:
+        """Keep a finished section's output, count it on the bar and pass on its record."""
+        index = self.finishing.pop(handle)
+        out = self.backend.get(handle)
+        self.done[index] = out
+        self.sections_done += 1
+        self.bar.set_postfix(sections=f"{self.sections_done}/{self.n_sections}")
+        if self.on_section is not None:
+            self.on_section(out["record"])
+
 
 def run_sections(
     backend: Backend,
@@ -139,101 +281,26 @@ def run_sections(
     """
     queue = deque(sections)
     replicas = max(1, int(backend.replicas))
-    max_in_flight = max_in_flight or 2 * replicas
-    max_open = max_open or replicas + 1
-    open_: dict[int, _Section] = {}
-    requests: dict[Any, _Section] = {}  # facts handle -> its section
-    finishing: dict[Any, int] = {}
-    done: dict[int, dict[str, Any]] = {}
     # the bar counts posterior samples (it moves every sample, not every section); adaptive
     # rounds raise its total as they are added
     total = sum(budget.samples_for(i) for i in queue)
     bar = tqdm(total=total, desc="samples", unit="sample", disable=not progress, smoothing=0.1)
-    sections_done, n_sections = 0, len(queue)
-
-    def request_size(s: _Section) -> int:
-        per = samples_per_request or 1
-        return max(1, min(int(per), s.target - s.submitted))
-
-    def next_section() -> _Section | None:
-        for s in open_.values():
-            if s.submitted < s.target:
-                return s
-        if queue and len(open_) < max_open:
-            i = queue.popleft()
-            k = budget.samples_for(i)
-            s = _Section(
-                i,
-                backend.put(observation.section(i, model.codec)),
-                round_size=k,
-                cap=budget.max_samples_for(i),
-                target=k,
-            )
-            open_[i] = s
-            return s
-        return None
-
-    def round_finished(s: _Section) -> None:
-        s.rounds += 1
-        mean = s.sums / s.target
-        if s.previous_mean is not None:
-            s.changes.append(aggregate_change(s.previous_mean, mean, model.variant))
-        s.previous_mean = mean
-        converged = bool(s.changes) and s.changes[-1] <= budget.tolerance
-        if budget.adaptive and not converged and s.target < s.cap:
-            more = min(s.cap, s.target + s.round_size) - s.target
-            s.target += more
-            bar.total += more
-            bar.refresh()
-            return
-        info = {
-            "samples": s.target,
-            "rounds": s.rounds,
-            "network_evaluations": int(s.facts["network_evaluations"]),
-            "sampling_seconds": float(s.facts["seconds"]),
-            "precision": "+".join(sorted(s.precisions)),
-        }
-        if s.facts["ess_sum"]:
-            info["mean_ess"] = s.facts["ess_sum"] / s.target
-        if budget.adaptive:  # how the aggregate settled, round by round
-            info["changes"] = s.changes
-            info["last_change"] = s.changes[-1] if s.changes else float("nan")
-        blocks = [s.blocks[k] for k in sorted(s.blocks)]
-        finishing[backend.finish(s.handle, info, spec, blocks)] = s.index
-        del open_[s.index]
-
-    while queue or open_ or requests or finishing:
-        while len(requests) < max_in_flight:
-            s = next_section()
-            if s is None:
-                break
-            n = request_size(s)
-            indices = list(range(s.submitted, s.submitted + n))
-            samples, facts = backend.draw(s.handle, budget, seed, indices, precision)
-            s.blocks[s.submitted] = samples
-            requests[facts] = s
-            s.submitted += n
-            s.pending += 1
-        # finished sections first: their records reach on_section as early as possible
-        for handle in backend.wait(list(finishing) + list(requests)):
-            if handle in finishing:
-                index = finishing.pop(handle)
-                out = backend.get(handle)
-                done[index] = out
-                sections_done += 1
-                bar.set_postfix(sections=f"{sections_done}/{n_sections}")
-                if on_section is not None:
-                    on_section(out["record"])
-                continue
-            s = requests.pop(handle)
-            facts = backend.get(handle)
-            s.pending -= 1
-            s.sums = facts["sums"] if s.sums is None else s.sums + facts["sums"]
-            for key in s.facts:
-                s.facts[key] += facts.get(key, 0)
-            s.precisions.add(facts["precision"])
-            bar.update(facts["count"])
-            if s.pending == 0 and s.submitted == s.target:
-                round_finished(s)
+    run = _Run(
+        backend,
+        observation,
+        model,
+        budget,
+        spec,
+        seed=seed,
+        precision=precision,
+        samples_per_request=samples_per_request,
+        max_in_flight=max_in_flight or 2 * replicas,
+        max_open=max_open or replicas + 1,
+        on_section=on_section,
+        queue=queue,
+        bar=bar,
+        n_sections=len(queue),
+    )
+    run.until_done()
     bar.close()
-    return done
+    return run.done
