@@ -283,70 +283,15 @@ def reconstruct(
     """
     budget = budget or Budget()
     indices = _sections(observation, sections)
-    store = None
-    records: dict[int, dict[str, Any]] = {}
-    if isinstance(output_dir, ReconstructionStore):
-        store = output_dir  # from prepare_output, which checked the inputs
-    elif output_dir is not None:
-        store = prepare_output(
-            output_dir,
-            observation,
-            model,
-            budget,
-            seed=seed,
-            sections=indices,
-            precision=precision,
-            keep_samples=keep_samples,
-            identity=identity,
-            store_attrs=store_attrs,
-        )
-    else:
-        check_inputs(observation, model, indices)
-    if store is not None:
-        finished = set(store.completed())
-        records = {i: store.record(i) for i in indices if i in finished}
-        todo = [i for i in indices if i not in finished]
-    else:
-        todo = indices
-    spec = FinishSpec(
-        codec=model.codec,
-        variant=model.variant,
-        seed=seed,
-        keep_samples=keep_samples,
-        evaluate=evaluate,
-        output_dir=None if store is None else str(store.output_dir),
-        figure=figures,
-    )
+    job = _Job(observation, model, budget, seed, indices, precision, keep_samples)
+    store = _checked_store(job, output_dir, identity, store_attrs)
+    records, todo = _resumed(store, indices)
+    spec = _finish_spec(job, store, evaluate, figures)
     owns_store = store is not None and not isinstance(output_dir, ReconstructionStore)
     try:
-        on_ray = bool(todo) and (cluster is not None or replicas is not None)
-        resources = resources or ReplicaResources()
-        if on_ray:
-            connect(cluster)
-            backend = RayBackend(model, replicas or default_replicas(resources), resources)
-        else:
-            backend = LocalBackend(model, threads=resources.threads)
-        if progress and todo:
-            _announce(
-                model, observation, budget, todo, precision, backend.replicas, resources.threads
-            )
-        try:
-            done = run_sections(
-                backend,
-                observation,
-                model,
-                budget,
-                spec,
-                seed=seed,
-                sections=todo,
-                precision=precision,
-                samples_per_request=samples_per_request,
-                on_section=on_section,
-                progress=progress,
-            )
-        finally:
-            if on_ray:
-                backend.close()
+        done = _run(
+            job, todo, spec, samples_per_request, on_section, progress, cluster, replicas, resources
+        )
         records |= {i: out["record"] for i, out in done.items()}
         ordered = [records[i] for i in indices]
         if store is not None:
@@ -354,19 +299,154 @@ def reconstruct(
     finally:  # a store this call opened gives its directory up however the call ends
         if owns_store:
             store.release()
+    return _collected(job, store, done, ordered)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What one :func:`reconstruct` call reconstructs, and how: what its steps share."""
+
+    observation: ObservedVolume
+    model: DiffusionModel
+    budget: Budget
+    seed: int
+    indices: list[int]  # the sections asked for, in order
+    precision: str
+    keep_samples: bool
+
+
+def _checked_store(
+    job: _Job,
+    output_dir: str | os.PathLike[str] | ReconstructionStore | None,
+    identity: dict[str, Any] | None,
+    store_attrs: dict[str, Any] | None,
+) -> ReconstructionStore | None:
+    """Check the inputs and open the output store: a store given as ``output_dir`` as is, a new
+    or reopened one at a path, or None (the outputs stay in memory)."""
+    if isinstance(output_dir, ReconstructionStore):
+        return output_dir  # from prepare_output, which checked the inputs
+    if output_dir is None:
+        check_inputs(job.observation, job.model, job.indices)
+        return None
+    return prepare_output(
+        output_dir,
+        job.observation,
+        job.model,
+        job.budget,
+        seed=job.seed,
+        sections=job.indices,
+        precision=job.precision,
+        keep_samples=job.keep_samples,
+        identity=identity,
+        store_attrs=store_attrs,
+    )
+
+
+def _resumed(
+    store: ReconstructionStore | None, indices: Sequence[int]
+) -> tuple[dict[int, dict[str, Any]], list[int]]:
+    """The records of the sections the store has finished already, and the sections to do."""
+    if store is None:
+        return {}, list(indices)
+    finished = set(store.completed())
+    records = {i: store.record(i) for i in indices if i in finished}
+    return records, [i for i in indices if i not in finished]
+
+
+def _finish_spec(
+    job: _Job, store: ReconstructionStore | None, evaluate: bool, figures: bool
+) -> FinishSpec:
+    """What ``finish`` does with each section's samples: write them into the store if any."""
+    return FinishSpec(
+        codec=job.model.codec,
+        variant=job.model.variant,
+        seed=job.seed,
+        keep_samples=job.keep_samples,
+        evaluate=evaluate,
+        output_dir=None if store is None else str(store.output_dir),
+        figure=figures,
+    )
+
+
+def _backend(
+    model: DiffusionModel,
+    todo: Sequence[int],
+    cluster: str | None,
+    replicas: int | None,
+    resources: ReplicaResources,
+) -> LocalBackend | RayBackend:
+    """Ray replicas when a cluster or a replica count is asked for and there is work left (a
+    finished job starts nothing); this process otherwise."""
+    if todo and (cluster is not None or replicas is not None):
+        connect(cluster)
+        return RayBackend(model, replicas or default_replicas(resources), resources)
+    return LocalBackend(model, threads=resources.threads)
+
+
+def _run(
+    job: _Job,
+    todo: list[int],
+    spec: FinishSpec,
+    samples_per_request: int | None,
+    on_section: Callable[[dict[str, Any]], None] | None,
+    progress: bool,
+    cluster: str | None,
+    replicas: int | None,
+    resources: ReplicaResources | None,
+) -> dict[int, dict[str, Any]]:
+    """Reconstruct the sections ``todo`` on the backend chosen, saying up front what it will
+    cost when ``progress``; returns ``{section: finish output}``."""
+    resources = resources or ReplicaResources()
+    backend = _backend(job.model, todo, cluster, replicas, resources)
+    if progress and todo:
+        _announce(
+            job.model,
+            job.observation,
+            job.budget,
+            todo,
+            job.precision,
+            backend.replicas,
+            resources.threads,
+        )
+    try:
+        return run_sections(
+            backend,
+            job.observation,
+            job.model,
+            job.budget,
+            spec,
+            seed=job.seed,
+            sections=todo,
+            precision=job.precision,
+            samples_per_request=samples_per_request,
+            on_section=on_section,
+            progress=progress,
+        )
+    finally:  # Ray replicas are actors of this job: end them however the run ends
+        if isinstance(backend, RayBackend):
+            backend.close()
+
+
+def _collected(
+    job: _Job,
+    store: ReconstructionStore | None,
+    done: dict[int, dict[str, Any]],
+    records: list[dict[str, Any]],
+) -> Reconstruction:
+    """The reconstruction returned: sections read lazily from the store, else those in memory."""
     if store is not None:
-        results: Sequence[SectionResult] = StoredSections(store, indices)
+        results: Sequence[SectionResult] = StoredSections(store, job.indices)
     else:
-        results = [done[i]["result"] for i in indices]
+        results = [done[i]["result"] for i in job.indices]
     return Reconstruction(
         sections=results,
-        records=ordered,
-        observation=observation,
-        model=model.source,
-        variant=model.variant,
-        budget=budget,
-        seed=seed,
-        codec=model.codec,
+        records=records,
+        observation=job.observation,
+        model=job.model.source,
+        variant=job.model.variant,
+        budget=job.budget,
+        seed=job.seed,
+        codec=job.model.codec,
         output_dir=None if store is None else store.output_dir,
     )
 
