@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.data.dataset import WindowDataset
+from ebsdray.data.volume import Volume
 from ebsdray.dataset_dir import load_split
 from ebsdray.diffusion.ema import EMA
 from ebsdray.diffusion.schedule import DiffusionSchedule, unconditional_sample
@@ -103,24 +105,33 @@ def _checkpoint(
     }
 
 
-def _resume(path: Path, cfg: TrainConfig, net: UNet, codec: ChannelCodec) -> dict[str, Any]:
-    ckpt = load_checkpoint(path)
-    if (
-        ckpt["variant"] != cfg.variant
-        or ckpt["model_config"] != net.config.to_dict()
-        or ChannelCodec.from_dict(ckpt["codec"]) != codec
-    ):
-        raise ValueError(
-            f"{path} belongs to a different model or dataset (variant, architecture or codec "
-            "differ); choose another run name or run_dir to start a new run"
-        )
-    return ckpt
+@dataclass
+class _Run:
+    """One rank's training state: the networks, EMA, optimizer and where the run stands."""
+
+    cfg: TrainConfig
+    codec: ChannelCodec
+    net: UNet
+    ema_net: UNet
+    ema: EMA
+    opt: torch.optim.Optimizer
+    schedule: DiffusionSchedule
+    run_dir: Path
+    start: int = 0
+    best: float = math.inf
+    run_id: str | None = None
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.pt"
 
 
-def train(cfg: TrainConfig, context: WorkerContext | None = None) -> dict[str, float]:
-    """Train one denoiser; returns the final metrics (``step``, ``val_loss``, ``best_val_loss``)."""
-    ctx = context or LocalContext()
-    device = ctx.device
+def _build(cfg: TrainConfig, device: torch.device) -> tuple[_Run, list[Volume], list[Volume]]:
+    """Fresh networks, EMA and optimizer for ``cfg``, and the train and val volumes."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     volumes, codec = load_split(cfg.data_dir, "train")
@@ -133,99 +144,194 @@ def train(cfg: TrainConfig, context: WorkerContext | None = None) -> dict[str, f
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     net = UNet(arch).to(device)
     ema_net = UNet(arch).to(device)
-    schedule = DiffusionSchedule()
-    ema = EMA(net, cfg.ema_decay)
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    run = _Run(
+        cfg=cfg,
+        codec=codec,
+        net=net,
+        ema_net=ema_net,
+        schedule=DiffusionSchedule(),
+        ema=EMA(net, cfg.ema_decay),
+        opt=torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay),
+        run_dir=Path(cfg.run_dir).expanduser().resolve(),
+    )
+    return run, volumes, val_volumes
 
-    run_dir = Path(cfg.run_dir).expanduser().resolve()
-    last_path, best_path = run_dir / "last.pt", run_dir / "best.pt"
-    start, best, run_id = 0, math.inf, None
-    if last_path.exists():
-        ckpt = _resume(last_path, cfg, net, codec)
-        state = ckpt["train_state"]
-        net.load_state_dict(ckpt["weights"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        start, best, run_id = state["step"], state["best_val_loss"], state.get("mlflow_run_id")
-        if ctx.rank == 0:
-            print(f"resuming {cfg.name} from step {start} ({last_path})")
-    model = ctx.prepare(net)
 
+def _resume(run: _Run, rank: int) -> None:
+    """Continue from ``last.pt`` where the run dir holds one (weights, EMA, optimizer, step)."""
+    if not run.last_path.exists():
+        return
+    ckpt = load_checkpoint(run.last_path)
+    if (
+        ckpt["variant"] != run.cfg.variant
+        or ckpt["model_config"] != run.net.config.to_dict()
+        or ChannelCodec.from_dict(ckpt["codec"]) != run.codec
+    ):
+        raise ValueError(
+            f"{run.last_path} belongs to a different model or dataset (variant, architecture or "
+            "codec differ); choose another run name or run_dir to start a new run"
+        )
+    state = ckpt["train_state"]
+    run.net.load_state_dict(ckpt["weights"])
+    run.ema.load_state_dict(state["ema"])
+    run.opt.load_state_dict(state["optimizer"])
+    run.start, run.best = state["step"], state["best_val_loss"]
+    run.run_id = state.get("mlflow_run_id")
+    if rank == 0:
+        print(f"resuming {run.cfg.name} from step {run.start} ({run.last_path})")
+
+
+def _streams(
+    run: _Run, volumes: list[Volume], val_volumes: list[Volume], rank: int, device: torch.device
+) -> tuple[Iterator[torch.Tensor], torch.Generator, torch.Tensor]:
+    """Training batches, the training noise generator and the fixed validation windows.
+
+    Returns
+    -------
+    batches : iterator of (B, C, window, window) training windows.
+    gen : generator for the training timesteps and noise, on ``device``.
+    val_x0 : (val_windows, C, window, window) validation windows on ``device``.
+    """
+    cfg = run.cfg
     # Data and noise streams depend on (seed, rank, start step): a resumed run is reproducible.
     data = WindowDataset(
-        volumes, codec, cfg.window, cfg.variant, seed=_seed(cfg.seed, ctx.rank, start)
+        volumes, run.codec, cfg.window, cfg.variant, seed=_seed(cfg.seed, rank, run.start)
     )
     batches = iter(DataLoader(data, batch_size=cfg.batch_size, num_workers=0))
-    gen = torch.Generator(device).manual_seed(_seed(cfg.seed, 1, ctx.rank, start))
-    val_x0 = WindowDataset(val_volumes, codec, cfg.window, cfg.variant).batch(
+    gen = torch.Generator(device).manual_seed(_seed(cfg.seed, 1, rank, run.start))
+    val_x0 = WindowDataset(val_volumes, run.codec, cfg.window, cfg.variant).batch(
         cfg.val_windows, seed=_seed(cfg.seed, 2)
     )
-    val_x0 = val_x0.to(device)
+    return batches, gen, val_x0.to(device)
 
-    tracker = Tracker(cfg, run_id) if ctx.rank == 0 else None
-    metrics: dict[str, float] = {"step": start, "best_val_loss": best}
-    running, t_last, n_last = 0.0, time.perf_counter(), start
-    progress = tqdm(
-        total=cfg.steps, initial=start, desc=cfg.name, disable=ctx.rank != 0, mininterval=5.0
-    )
-    model.train()
-    for step in range(start, cfg.steps):
-        lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
-        for group in opt.param_groups:
-            group["lr"] = lr
-        x0 = next(batches).to(device, non_blocking=True)
-        with _autocast(cfg, device):
-            loss = schedule.training_loss(model, x0, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = float(nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip))
-        opt.step()
-        ema.update(net)
-        running += float(loss.detach())
-        done = step + 1
-        progress.update(1)
 
-        if tracker and done % cfg.log_interval == 0:
-            now = time.perf_counter()
-            tracker.log(
-                {
-                    "train_loss": running / cfg.log_interval,
-                    "lr": lr,
-                    "grad_norm": grad_norm,
-                    "steps_per_s": (done - n_last) / (now - t_last),
-                },
-                done,
-            )
-            progress.set_postfix(loss=f"{running / cfg.log_interval:.4f}", refresh=False)
-            running, t_last, n_last = 0.0, now, done
+def _train_step(
+    run: _Run, model: nn.Module, x0: torch.Tensor, gen: torch.Generator, step: int
+) -> tuple[float, float, float]:
+    """One optimizer and EMA step on the batch ``x0`` (B, C, H, W) at 0-based ``step``.
 
-        if done % cfg.val_interval == 0 or done == cfg.steps:
-            ema.copy_to(ema_net)
-            val = validation_loss(ema_net, schedule, val_x0, cfg, seed=_seed(cfg.seed, 3))
-            improved = val < best
-            best = min(best, val)
-            metrics = {"step": done, "val_loss": val, "best_val_loss": best}
-            if tracker:
-                metrics.update(_sample_quality(cfg, ema_net, schedule, codec, tracker, done))
-                ckpt = _checkpoint(cfg, net, ema, ema_net, codec)
-                ckpt["train_state"] = {
-                    "step": done,
-                    "best_val_loss": best,
-                    "optimizer": opt.state_dict(),
-                    "ema": ema.state_dict(),
-                    "mlflow_run_id": tracker.run_id,
-                    "config": cfg.to_dict(),
-                }
-                save_checkpoint(ckpt, last_path)
-                if improved:
-                    save_checkpoint(ckpt, best_path)
-                (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
-                tracker.log(metrics, done)
-                print(f"[{cfg.name}] step {done}/{cfg.steps} val_loss {val:.4f} best {best:.4f}")
-            ctx.report(metrics)
-    progress.close()
+    ``model`` is ``run.net`` as the context prepared it (wrapped for data parallelism).
+    Returns the loss, the learning rate (linear warm-up) and the gradient norm before clipping.
+    """
+    cfg = run.cfg
+    lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    for group in run.opt.param_groups:
+        group["lr"] = lr
+    with _autocast(cfg, x0.device):
+        loss = run.schedule.training_loss(model, x0, gen)
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = float(nn.utils.clip_grad_norm_(run.net.parameters(), cfg.grad_clip))
+    run.opt.step()
+    run.ema.update(run.net)
+    return float(loss.detach()), lr, grad_norm
+
+
+class _TrainLog:
+    """The progress bar, and on rank 0 the mean training loss, lr, gradient norm and speed
+    logged every ``log_interval`` steps."""
+
+    def __init__(self, cfg: TrainConfig, tracker: Tracker | None, start: int, rank: int) -> None:
+        self.cfg, self.tracker = cfg, tracker
+        self.running, self.t_last, self.n_last = 0.0, time.perf_counter(), start
+        self.progress = tqdm(
+            total=cfg.steps, initial=start, desc=cfg.name, disable=rank != 0, mininterval=5.0
+        )
+
+    def step(self, done: int, loss: float, lr: float, grad_norm: float) -> None:
+        """Account for the step that brought the run to ``done`` steps."""
+        self.running += loss
+        self.progress.update(1)
+        if not self.tracker or done % self.cfg.log_interval:
+            return
+        now = time.perf_counter()
+        mean = self.running / self.cfg.log_interval
+        self.tracker.log(
+            {
+                "train_loss": mean,
+                "lr": lr,
+                "grad_norm": grad_norm,
+                "steps_per_s": (done - self.n_last) / (now - self.t_last),
+            },
+            done,
+        )
+        self.progress.set_postfix(loss=f"{mean:.4f}", refresh=False)
+        self.running, self.t_last, self.n_last = 0.0, now, done
+
+    def close(self) -> None:
+        self.progress.close()
+
+
+def _save(run: _Run, tracker: Tracker, done: int, improved: bool) -> None:
+    """Write ``last.pt`` (and ``best.pt`` if ``improved``) with what a resume needs."""
+    ckpt = _checkpoint(run.cfg, run.net, run.ema, run.ema_net, run.codec)
+    ckpt["train_state"] = {
+        "step": done,
+        "best_val_loss": run.best,
+        "optimizer": run.opt.state_dict(),
+        "ema": run.ema.state_dict(),
+        "mlflow_run_id": tracker.run_id,
+        "config": run.cfg.to_dict(),
+    }
+    save_checkpoint(ckpt, run.last_path)
+    if improved:
+        save_checkpoint(ckpt, run.best_path)
+
+
+def _validate(
+    run: _Run, val_x0: torch.Tensor, tracker: Tracker | None, done: int
+) -> dict[str, float]:
+    """Validation loss of the EMA weights after ``done`` steps on ``val_x0`` (N, C, H, W); rank 0
+    (the one with a ``tracker``) also samples, checkpoints, writes ``metrics.json`` and logs."""
+    cfg = run.cfg
+    run.ema.copy_to(run.ema_net)
+    val = validation_loss(run.ema_net, run.schedule, val_x0, cfg, seed=_seed(cfg.seed, 3))
+    improved = val < run.best
+    run.best = min(run.best, val)
+    metrics = {"step": done, "val_loss": val, "best_val_loss": run.best}
     if tracker:
-        tracker.finish(best_path)
+        metrics.update(_sample_quality(cfg, run.ema_net, run.schedule, run.codec, tracker, done))
+        _save(run, tracker, done, improved)
+        (run.run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+        tracker.log(metrics, done)
+        print(f"[{cfg.name}] step {done}/{cfg.steps} val_loss {val:.4f} best {run.best:.4f}")
+    return metrics
+
+
+def train(cfg: TrainConfig, context: WorkerContext | None = None) -> dict[str, float]:
+    """Train one denoiser, resuming from ``run_dir/last.pt`` where there is one.
+
+    Parameters
+    ----------
+    cfg : the run: data, network, optimizer, schedule of validation and logging.
+    context : the runtime (rank, world size, device); ``None`` = one local process.
+
+    Returns
+    -------
+    dict
+        The last validation's metrics: ``step``, ``val_loss``, ``best_val_loss`` and, on rank 0,
+        the sample quality measures; ``step`` and ``best_val_loss`` only if the run was done.
+    """
+    ctx = context or LocalContext()
+    run, volumes, val_volumes = _build(cfg, ctx.device)
+    _resume(run, ctx.rank)
+    model = ctx.prepare(run.net)
+    batches, gen, val_x0 = _streams(run, volumes, val_volumes, ctx.rank, ctx.device)
+    tracker = Tracker(cfg, run.run_id) if ctx.rank == 0 else None
+    metrics: dict[str, float] = {"step": run.start, "best_val_loss": run.best}
+    log = _TrainLog(cfg, tracker, run.start, ctx.rank)
+    model.train()
+    for step in range(run.start, cfg.steps):
+        x0 = next(batches).to(ctx.device, non_blocking=True)
+        loss, lr, grad_norm = _train_step(run, model, x0, gen, step)
+        done = step + 1
+        log.step(done, loss, lr, grad_norm)
+        if done % cfg.val_interval == 0 or done == cfg.steps:
+            metrics = _validate(run, val_x0, tracker, done)
+            ctx.report(metrics)
+    log.close()
+    if tracker:
+        tracker.finish(run.best_path)
     return metrics
 
 
