@@ -164,6 +164,79 @@ def _smooth_rotations(
     return axis_angle_to_quaternion(axis, angle)
 
 
+def _checked_config(
+    shape: Sequence[int],
+    seed: int | np.random.SeedSequence,
+    grain_size: float,
+    size_sigma: float,
+    stretch: Sequence[float],
+    tilt_deg: float,
+    texture: str | Mapping[str, Any],
+    periodic: bool,
+    intragranular_spread_deg: float,
+    dtype: Any,
+) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """The arguments of :func:`synthetic_volume`, checked: the (D, H, W) shape and the
+    JSON-serializable config recorded in the volume's attrs."""
+    shape_t = tuple(int(v) for v in shape)
+    if len(shape_t) != 3 or min(shape_t) < 1:
+        raise ValueError(f"shape must be (D, H, W) with positive sizes; got {shape!r}")
+    if grain_size <= 0 or size_sigma < 0:
+        raise ValueError("grain_size must be > 0 and size_sigma >= 0")
+    config = {
+        "shape": list(shape_t),
+        "seed": int(seed) if isinstance(seed, int | np.integer) else str(seed),
+        "grain_size": float(grain_size),
+        "size_sigma": float(size_sigma),
+        "stretch": [float(v) for v in stretch],
+        "tilt_deg": float(tilt_deg),
+        "texture": {"kind": texture} if isinstance(texture, str) else plain_config(texture),
+        "periodic": bool(periodic),
+        "intragranular_spread_deg": float(intragranular_spread_deg),
+        "dtype": np.dtype(dtype).name,
+    }
+    return shape_t, config
+
+
+def _grains(
+    shape: tuple[int, ...],
+    grain_size: float,
+    size_sigma: float,
+    stretch: Sequence[float],
+    tilt_deg: float,
+    periodic: bool,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The grain geometry of :func:`synthetic_volume` (same arguments; ``rng`` is its geometry
+    stream): lognormal sizes, seeds placed largest first, their Laguerre cells in the box.
+
+    Returns
+    -------
+    grain_ids : (D, H, W) int32, 1..G: the seeds whose cells reach into the box, in seed order.
+    grain_seeds : (G, 3) seed of each grain in voxel coordinates (d, h, w).
+    n_seeds : seeds drawn; without ``periodic`` they fill a box padded by about one large grain
+        per face, so some of their cells miss the box.
+    """
+    metric, shape_mat = _metric(stretch, tilt_deg)
+    size = np.asarray(shape, dtype=np.float64)
+    lo, hi = np.full(3, -0.5), size - 0.5
+    # About one large grain's extent per axis: the reach of seeds beyond a face.
+    pad = grain_size * math.exp(size_sigma) * np.linalg.norm(shape_mat, axis=1)
+    margin = pad if periodic else None
+    if not periodic:
+        # Seeds in a padded box cut the boundary grains, as in a section of a larger sample.
+        lo, hi = lo - pad, hi + pad
+    mean_volume = math.pi / 6 * grain_size**3 * math.exp(3 * size_sigma**2)  # E[d^3] of lognormal
+    n_seeds = max(1, round(np.prod(hi - lo) / mean_volume))
+    diam = np.sort(lognormal_diameters(n_seeds, grain_size, size_sigma, rng))[::-1]
+    seeds = place_seeds(diam / 2, lo, hi, metric, rng, margin)
+    labels = laguerre_labels(shape, seeds, diam / 2, metric, margin)
+    # Relabel the seeds whose cells reach into the box as 1..G (linear time, unlike np.unique).
+    present = np.bincount(labels.ravel(), minlength=n_seeds) > 0
+    grain_ids = np.cumsum(present).astype(np.int32)[labels]
+    return grain_ids, seeds[np.flatnonzero(present)], n_seeds
+
+
 def synthetic_volume(
     shape: Sequence[int] = (16, 128, 128),
     seed: int | np.random.SeedSequence = 0,
@@ -205,47 +278,26 @@ def synthetic_volume(
         ``attrs`` with ``"generator"``, ``"config"`` (all arguments, JSON-serializable),
         ``"n_grains"`` and ``"n_seeds"``.
     """
-    shape_t = tuple(int(v) for v in shape)
-    if len(shape_t) != 3 or min(shape_t) < 1:
-        raise ValueError(f"shape must be (D, H, W) with positive sizes; got {shape!r}")
-    if grain_size <= 0 or size_sigma < 0:
-        raise ValueError("grain_size must be > 0 and size_sigma >= 0")
-    config = {
-        "shape": list(shape_t),
-        "seed": int(seed) if isinstance(seed, int | np.integer) else str(seed),
-        "grain_size": float(grain_size),
-        "size_sigma": float(size_sigma),
-        "stretch": [float(v) for v in stretch],
-        "tilt_deg": float(tilt_deg),
-        "texture": {"kind": texture} if isinstance(texture, str) else plain_config(texture),
-        "periodic": bool(periodic),
-        "intragranular_spread_deg": float(intragranular_spread_deg),
-        "dtype": np.dtype(dtype).name,
-    }
+    shape_t, config = _checked_config(
+        shape,
+        seed,
+        grain_size,
+        size_sigma,
+        stretch,
+        tilt_deg,
+        texture,
+        periodic,
+        intragranular_spread_deg,
+        dtype,
+    )
     # Independent streams: changing the texture does not move the grains, and vice versa.
     ss = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(int(seed))
     rng_geom, rng_tex, rng_intra = (np.random.default_rng(s) for s in ss.spawn(3))
 
-    metric, shape_mat = _metric(stretch, tilt_deg)
-    size = np.asarray(shape_t, dtype=np.float64)
-    lo, hi = np.full(3, -0.5), size - 0.5
-    # About one large grain's extent per axis: the reach of seeds beyond a face.
-    pad = grain_size * math.exp(size_sigma) * np.linalg.norm(shape_mat, axis=1)
-    margin = pad if periodic else None
-    if not periodic:
-        # Seeds in a padded box cut the boundary grains, as in a section of a larger sample.
-        lo, hi = lo - pad, hi + pad
-    mean_volume = math.pi / 6 * grain_size**3 * math.exp(3 * size_sigma**2)  # E[d^3] of lognormal
-    n_seeds = max(1, round(np.prod(hi - lo) / mean_volume))
-    diam = np.sort(lognormal_diameters(n_seeds, grain_size, size_sigma, rng_geom))[::-1]
-    seeds = place_seeds(diam / 2, lo, hi, metric, rng_geom, margin)
-    labels = laguerre_labels(shape_t, seeds, diam / 2, metric, margin)
-
-    # Relabel the seeds whose cells reach into the box as 1..G (linear time, unlike np.unique).
-    present = np.bincount(labels.ravel(), minlength=n_seeds) > 0
-    used = np.flatnonzero(present)
-    grain_ids = np.cumsum(present).astype(np.int32)[labels]
-    q_grain = sample_orientations(config["texture"], seeds[used], rng_tex)
+    grain_ids, grain_seeds, n_seeds = _grains(
+        shape_t, grain_size, size_sigma, stretch, tilt_deg, periodic, rng_geom
+    )
+    q_grain = sample_orientations(config["texture"], grain_seeds, rng_tex)
     grain_q = np.concatenate([[[1.0, 0.0, 0.0, 0.0]], q_grain], axis=0)
     if intragranular_spread_deg > 0:
         dq = _smooth_rotations(shape_t, intragranular_spread_deg, grain_size / 4, rng_intra)
@@ -259,7 +311,7 @@ def synthetic_volume(
         attrs={
             "generator": "ebsdray.data.microstructure.synthetic_volume",
             "config": config,
-            "n_grains": len(used),
+            "n_grains": len(grain_seeds),
             "n_seeds": int(n_seeds),
         },
         grain_quaternions=grain_q,
