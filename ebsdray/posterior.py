@@ -28,9 +28,9 @@ from ebsdray.aggregate.boundaries import edge_maps
 from ebsdray.conventions import EBSD_CHANNELS
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.diffusion.pretrained import DiffusionModel
-from ebsdray.inverse._common import plan_levels
+from ebsdray.inverse._common import SIGMA_FLOOR, plan_levels
 from ebsdray.inverse.baseline import replacement_sampler
-from ebsdray.inverse.fps_smc import SIGMA_FLOOR, fps_smc, sample_generators
+from ebsdray.inverse.fps_smc import fps_smc, sample_generators
 from ebsdray.inverse.guided import guided_chain, guided_sampler, warm_start_estimate
 from ebsdray.inverse.tiling import TiledDenoiser
 from ebsdray.metrics import blurred_bce, chamfer, disorientation_stats, grain_boundaries, psnr
@@ -154,7 +154,7 @@ class SectionResult:
     ----------
     index : section index.
     boundary : (H, W) bool grain boundaries; None for the EBSD-only model.
-    boundary_confidence : (H, W) in [0, 1] (mean normalized Sobel map over the K samples).
+    boundary_confidence : (H, W) in [0, 1], the share of the K samples that mark a boundary.
     ebsd_quaternions : (H, W, 4) super-resolved orientations; None for the PL-only model.
     pl_denoised : (C_PL, H, W) denoised PL channels; None for the EBSD-only model.
     uncertainty : per-pixel maps (``boundary_variance``, ``ebsd_spread_deg``, ``pl_std``).
@@ -302,8 +302,9 @@ def probe_sample_cost(
 
 
 def convergence_sums(samples: Any, variant: str) -> np.ndarray:
-    """Sums over samples of what adaptive budgets watch: the normalized edge map (the boundary
-    confidence is its mean) and the EBSD channels.
+    """Sums over samples of what adaptive budgets watch: the normalized Sobel edge map of the PL
+    (a smooth measure of where the samples put edges, summable unlike the thresholded boundary
+    evidence) and the EBSD channels.
 
     Parameters
     ----------

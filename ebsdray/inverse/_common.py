@@ -13,9 +13,13 @@ from torch import Tensor, nn
 from ebsdray.diffusion.schedule import Denoiser, DiffusionSchedule
 from ebsdray.precision import network_autocast
 
-__all__ = ["sample_generators"]
+__all__ = ["SIGMA_FLOOR", "sample_generators"]
 
 KERNELS = ("ddpm", "fps")
+SIGMA_FLOOR = 1e-3
+"""Smallest noise std the samplers assume (normalized units): a channel below it is treated as
+noiseless (replaced down to the last step), and a noiseless observation would make FPS-SMC's last
+step's weight a Dirac; 1e-3 is far below any channel's quantization and model error."""
 
 
 def sample_generators(

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ebsdray.diffusion.schedule import Denoiser, DiffusionSchedule, ddim_step
 from ebsdray.inverse._common import (
+    SIGMA_FLOOR,
     check_generators,
     evaluate,
     network_mode,
@@ -31,10 +32,7 @@ from ebsdray.inverse._common import (
 )
 from ebsdray.inverse.operators import Observation
 
-__all__ = ["SIGMA_FLOOR", "replacement_sampler"]
-
-SIGMA_FLOOR = 1e-3
-"""Noise std below which a channel is treated as noiseless (replaced down to the last step)."""
+__all__ = ["replacement_sampler"]
 
 
 def replacement_sampler(

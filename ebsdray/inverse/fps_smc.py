@@ -41,6 +41,7 @@ from torch import Tensor
 from ebsdray.diffusion.schedule import Denoiser, DiffusionSchedule, predict_x0
 from ebsdray.inverse._common import (
     KERNELS,
+    SIGMA_FLOOR,
     Plan,
     check_generators,
     evaluate,
@@ -58,7 +59,6 @@ __all__ = [
     "DEFAULT_C",
     "DEFAULT_FREE_KERNEL",
     "DEFAULT_KERNEL",
-    "SIGMA_FLOOR",
     "Ablation",
     "fps_smc",
     "sample_generators",
@@ -68,9 +68,6 @@ __all__ = [
 DEFAULT_KERNEL = "fps"
 DEFAULT_FREE_KERNEL = "ddpm"
 DEFAULT_C = {"ddpm": 1.0, "fps": 0.95}
-SIGMA_FLOOR = 1e-3
-"""Smallest noise std the weights assume (normalized units): a noiseless observation would make
-the last step's weight a Dirac; 1e-3 is far below any channel's quantization and model error."""
 
 Variance = float | Tensor
 

@@ -42,13 +42,13 @@ from torch import Tensor
 
 from ebsdray.diffusion.schedule import Denoiser, DiffusionSchedule
 from ebsdray.inverse._common import (
+    SIGMA_FLOOR,
     check_generators,
     evaluate,
     network_mode,
     plan_levels,
     randn_per_run,
 )
-from ebsdray.inverse.fps_smc import SIGMA_FLOOR
 from ebsdray.inverse.operators import Observation
 from ebsdray.precision import resolve_precision
 
