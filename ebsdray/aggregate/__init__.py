@@ -55,7 +55,7 @@ from ebsdray.aggregate.boundaries import (
 )
 from ebsdray.aggregate.ebsd import MeanKind, decode_samples, mean_orientation, super_resolve
 from ebsdray.aggregate.grains import grain_consistent as grain_consistent_map
-from ebsdray.aggregate.grains import grain_means, refine_borders, split_by_image
+from ebsdray.aggregate.grains import refine_borders
 from ebsdray.aggregate.orientations import align_to_reference, orientation_mean
 from ebsdray.aggregate.pl import denoise_pl
 from ebsdray.conventions import EBSD_CHANNELS
@@ -360,14 +360,9 @@ def _grains(
     if pl_mean is not None:
         # The observations place a border only to within their spacing; the PL sees it
         # wherever the c-axes differ (tuning sections, K = 8, Chamfer at 1/16:
-        # 0.14-0.37 -> 0.04-0.14; at 1/4: 0.06-0.11 -> 0.01-0.06).
-        # Grains no observation reaches are merged into a neighbour: the PL may still see them.
-        labels = split_by_image(labels, pl_mean, pl_pair_edges(pl_mean[None])["boundary"], m)
+        # 0.14-0.37 -> 0.05-0.17; at 1/4: 0.06-0.11 -> 0.01-0.04).
         labels = refine_borders(labels, pl_mean, fixed=m)
-    grain_q = g["grain_quaternions"]
-    if labels.max() >= len(grain_q):  # grains split off by the PL: the posterior's orientation
-        grain_q = np.concatenate([grain_q, grain_means(labels, q_mean)[0][len(grain_q) :]])
-    q = grain_q[labels]
+    q = g["grain_quaternions"][labels]
     if q_obs is not None and m is not None:
         # an observed pixel keeps its own measurement: grains of one 5-degree segment may still
         # differ by a few degrees (macrozones), and the observation is the best estimate there

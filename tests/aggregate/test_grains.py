@@ -15,14 +15,13 @@ from ebsdray.aggregate.grains import (
     merge_fragments,
     refine_borders,
     segment_pairs,
-    split_by_image,
     split_by_observations,
 )
 from ebsdray.aggregate.orientations import orientation_mean
 from ebsdray.data.cubochoric import random_quaternions
 from ebsdray.data.rotations import axis_angle_to_quaternion, quaternion_multiply
 from ebsdray.data.symmetry import disorientation_deg
-from ebsdray.metrics import disorientation_stats, grain_boundaries
+from ebsdray.metrics import disorientation_stats
 
 
 def about_c(deg: float) -> np.ndarray:
@@ -178,26 +177,3 @@ def test_refine_borders_moves_a_border_to_the_image_edge():
     np.testing.assert_array_equal(out[:, 11:], labels[:, 11:])  # no evidence: not moved
     with pytest.raises(ValueError, match=r"image must be \(C, 12, 16\)"):
         refine_borders(labels, image[0])
-
-
-def test_split_by_image_finds_a_grain_no_observation_reached():
-    """A 3-pixel-wide grain between two observation rows, merged into its neighbour, is split
-    off where the image's edges enclose it; an observed or faint piece is not."""
-    h, w = 16, 16
-    truth = np.ones((h, w), np.int32)
-    truth[6:9, 4:12] = 2  # no observation in it
-    image = np.where(truth == 2, 0.9, 0.1)[None] + np.random.default_rng(1).normal(
-        0, 0.02, (1, h, w)
-    )
-    edges = grain_boundaries(truth)
-    labels = np.ones((h, w), np.int32)
-    observed = np.zeros((h, w), bool)
-    observed[::4, ::4] = True
-    out = split_by_image(labels, image, edges, observed)
-    assert out.max() == 2 and (out[7, 5:11] == 2).all() and (out[~edges] == truth[~edges]).all()
-    observed[7, 8] = True  # now an observation says the piece is grain 1
-    assert (split_by_image(labels, image, edges, observed) == 1).all()
-    faint = np.where(truth == 2, 0.11, 0.1)[None] + np.random.default_rng(1).normal(
-        0, 0.02, (1, h, w)
-    )
-    assert (split_by_image(labels, faint, edges, None) == 1).all()
