@@ -14,7 +14,8 @@ Sample frame of a volume ``(D, H, W)``
     A 2-D section is an image ``(H, W)`` seen in that frame.
 
 Tensor layout
-    Images ``(B, C, H, W)`` float32 with channels ``[ebsd(3) | pl(C_PL)]`` for the multimodal model.
+    Images ``(B, C, H, W)`` float32 with channels ``[ebsd(3) | pl(C_PL)]`` for the multimodal model,
+    the EBSD or PL part alone for the single-modality models (:class:`ChannelLayout`).
     Volumes ``(D, H, W, ...)``, section index first. Unindexed EBSD pixels: grain id 0 and
     ``valid = False``.
 
@@ -27,6 +28,7 @@ Seeds
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 # --- PL forward model (Ti alpha at 750 nm, EMsoftOO CPLM template defaults) -----------------------
 EPS_ORDINARY: complex = 6.676 + 34.954j
@@ -49,3 +51,87 @@ FZ_CUBOCHORIC_EXTENT: tuple[float, float, float] = (0.632, 0.632, 0.346)
 
 # --- Channels ------------------------------------------------------------------------------------
 EBSD_CHANNELS: int = 3
+VARIANTS: tuple[str, ...] = ("multimodal", "ebsd", "pl")
+
+
+@dataclass(frozen=True)
+class ChannelLayout:
+    """Channels of one model variant: ``[ebsd(3) | pl(C_PL)]``, or either part alone.
+
+    Parameters
+    ----------
+    variant : {"multimodal", "ebsd", "pl"}
+    pl_channels : int
+        C_PL of the codec (counted even by an EBSD-only layout, which just has no PL slice).
+
+    Raises
+    ------
+    ValueError : an unknown variant.
+
+    Examples
+    --------
+    >>> layout = ChannelLayout("multimodal", 5)
+    >>> layout.channels, layout.ebsd, layout.pl
+    (8, slice(0, 3, None), slice(3, 8, None))
+    >>> ChannelLayout("pl", 5).pl
+    slice(0, 5, None)
+    """
+
+    variant: str
+    pl_channels: int
+
+    def __post_init__(self) -> None:
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown model variant {self.variant!r}; expected one of {VARIANTS}")
+
+    @property
+    def has_ebsd(self) -> bool:
+        return self.variant != "pl"
+
+    @property
+    def has_pl(self) -> bool:
+        return self.variant != "ebsd"
+
+    @property
+    def channels(self) -> int:
+        """C of an ``(B, C, H, W)`` tensor in this layout."""
+        return EBSD_CHANNELS * self.has_ebsd + self.pl_channels * self.has_pl
+
+    @property
+    def ebsd(self) -> slice:
+        """The 3 EBSD channels (always first); a ValueError for a layout without them."""
+        if not self.has_ebsd:
+            raise ValueError(f"{self.variant} channels hold no EBSD")
+        return slice(0, EBSD_CHANNELS)
+
+    @property
+    def pl(self) -> slice:
+        """The C_PL PL channels (after the EBSD ones); a ValueError for a layout without them."""
+        if not self.has_pl:
+            raise ValueError(f"{self.variant} channels hold no PL")
+        start = EBSD_CHANNELS if self.has_ebsd else 0
+        return slice(start, start + self.pl_channels)
+
+    @classmethod
+    def infer(cls, channels: int, pl_channels: int) -> ChannelLayout:
+        """The layout with ``channels`` channels for a codec of ``pl_channels`` PL channels.
+
+        Raises
+        ------
+        ValueError : no variant has that many channels, or two do (then the caller must say
+            which; the message names both).
+        """
+        options: dict[int, str] = {}
+        for variant in ("pl", "ebsd", "multimodal"):
+            c = cls(variant, pl_channels).channels
+            if c in options:
+                raise ValueError(
+                    f"{c} channels could be {options[c]!r} or {variant!r}; pass variant="
+                )
+            options[c] = variant
+        if channels not in options:
+            raise ValueError(
+                f"{channels} channels match no variant of this codec (multimodal "
+                f"{EBSD_CHANNELS + pl_channels}, EBSD {EBSD_CHANNELS}, PL {pl_channels})"
+            )
+        return cls(options[channels], pl_channels)

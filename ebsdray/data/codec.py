@@ -51,7 +51,12 @@ class ChannelCodec:
     @property
     def channels(self) -> int:
         """3 EBSD + C_PL PL channels."""
-        return conventions.EBSD_CHANNELS + self.pl_channels
+        return self.layout().channels
+
+    def layout(self, variant: str = "multimodal") -> conventions.ChannelLayout:
+        """Channels of ``variant`` under this codec; the default is the data's own
+        ``[ebsd(3) | pl(C_PL)]``, the layout of sections and observations."""
+        return conventions.ChannelLayout(variant, self.pl_channels)
 
     # --- fitting ------------------------------------------------------------------------------
     @classmethod

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
+from ebsdray.conventions import EBSD_CHANNELS
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.data.slicing import (
     SectionFrame,
@@ -24,8 +25,6 @@ from ebsdray.data.slicing import (
 )
 from ebsdray.data.volume import Volume
 
-VARIANTS = ("multimodal", "ebsd", "pl")
-
 # (axis, rot90, flip) of every discrete frame; the index into this list keys the lookup tables.
 FRAMES = [
     SectionFrame(axis=a, rot90=r, flip=f) for a, r, f in product((0, 1, 2), range(4), (False, True))
@@ -34,13 +33,10 @@ FRAMES = [
 
 def channel_slice(variant: str, codec: ChannelCodec) -> slice:
     """Channels of ``[ebsd(3) | pl(C_PL)]`` that a model variant sees."""
-    if variant == "multimodal":
-        return slice(0, codec.channels)
-    if variant == "ebsd":
-        return slice(0, 3)
-    if variant == "pl":
-        return slice(3, codec.channels)
-    raise ValueError(f"unknown model variant {variant!r}; choose one of {VARIANTS}")
+    layout = codec.layout(variant)
+    # A variant's channels are one run of the data's: after the EBSD ones when it has none.
+    start = 0 if layout.has_ebsd else EBSD_CHANNELS
+    return slice(start, start + layout.channels)
 
 
 class _VolumeWindows:

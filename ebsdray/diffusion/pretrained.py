@@ -19,10 +19,11 @@ import torch
 import yaml
 from torch import Tensor
 
+from ebsdray.conventions import VARIANTS
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.diffusion.schedule import DiffusionSchedule
 from ebsdray.io.checkpoint import load_checkpoint, save_checkpoint
-from ebsdray.model.unet import VARIANTS, UNet, UNetConfig, variant_channels
+from ebsdray.model.unet import UNet, UNetConfig, variant_channels
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 

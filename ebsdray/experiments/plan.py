@@ -24,9 +24,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ebsdray.conventions import VARIANTS
 from ebsdray.observation import ObservationSpec
 
-VARIANTS = ("multimodal", "pl", "ebsd")
 BASELINES = "baselines"
 PLAIN_PL = "none"  # the PL setting the EBSD model runs under (it ignores PL)
 BLOCK_KEYS = {"volumes", "models", "fractions", "patterns", "pl", "seeds"}

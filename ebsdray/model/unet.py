@@ -27,11 +27,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ebsdray.conventions import EBSD_CHANNELS
+from ebsdray.conventions import VARIANTS, ChannelLayout
 
 __all__ = ["VARIANTS", "UNet", "UNetConfig", "build_model", "model_config", "variant_channels"]
-
-VARIANTS: tuple[str, ...] = ("multimodal", "ebsd", "pl")
 
 
 @dataclass(frozen=True)
@@ -331,13 +329,7 @@ class UNet(nn.Module):
 
 def variant_channels(variant: str, pl_channels: int) -> int:
     """Input (= output) channels of a model variant: EBSD channels first, then PL."""
-    if variant == "multimodal":
-        return EBSD_CHANNELS + pl_channels
-    if variant == "ebsd":
-        return EBSD_CHANNELS
-    if variant == "pl":
-        return pl_channels
-    raise ValueError(f"unknown model variant {variant!r}; expected one of {VARIANTS}")
+    return ChannelLayout(variant, pl_channels).channels
 
 
 # Widths per size. "small": 32x32 windows, trainable on 2 CPU cores in about an hour. Measured with

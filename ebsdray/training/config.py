@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ebsdray.model.unet import VARIANTS
+from ebsdray.conventions import VARIANTS
 from ebsdray.precision import PRECISIONS
 
 
