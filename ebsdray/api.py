@@ -122,7 +122,7 @@ def check_inputs(
             "window; crop or pad the volume to at least the window, or use a model trained on "
             "smaller windows"
         )
-    if model.variant == "ebsd" and observation.spec.pattern == "none":
+    if not model.codec.layout(model.variant).has_pl and observation.spec.pattern == "none":
         raise ValueError("the EBSD-only model has nothing to condition on with pattern='none'")
     for i in sections:
         truth = observation.truth.section(i)

@@ -298,10 +298,11 @@ def _error_panel(q: np.ndarray, truth, pixel: PixelSize) -> Panel:
 def _ebsd_panels(result, section, codec, pixel: PixelSize) -> list[Panel]:
     """Observed EBSD, super-resolved EBSD, truth, error to truth, spread over the samples."""
     obs, truth, panels = section.observation, section.truth, []
-    seen = obs.mask[:3].numpy().astype(bool).all(0)
+    ebsd = codec.layout().ebsd
+    seen = obs.mask[ebsd].numpy().astype(bool).all(0)
     q = result.ebsd_quaternions
     if seen.any() and q is not None:  # a PL-only model never saw the EBSD
-        q_obs = codec.decode_ebsd(np.moveaxis(np.nan_to_num(obs.y[:3].numpy()), 0, -1))
+        q_obs = codec.decode_ebsd(np.moveaxis(np.nan_to_num(obs.y[ebsd].numpy()), 0, -1))
         rgb = ipf_image(q_obs, seen, UNOBSERVED)
         panels.append(rgb_panel(rgb, f"observed EBSD ({seen.mean():.0%} of pixels)", pixel))
     if q is not None:
@@ -331,9 +332,9 @@ def _pl_panels(result, section, codec, pixel: PixelSize) -> list[Panel]:
     """Observed and denoised PL (one shared intensity scale), boundary confidence and variance."""
     obs, truth, panels = section.observation, section.truth, []
     omega = float(codec.stage_angles_deg[0])
-    images = []
-    if obs.mask[3:].numpy().any() and result.pl_denoised is not None:  # the model saw the PL
-        images.append((f"observed PL (ω = {omega:g}°)", _pl_image(obs.y[3:].numpy(), codec), None))
+    pl, images = codec.layout().pl, []
+    if obs.mask[pl].numpy().any() and result.pl_denoised is not None:  # the model saw the PL
+        images.append((f"observed PL (ω = {omega:g}°)", _pl_image(obs.y[pl].numpy(), codec), None))
     if result.pl_denoised is not None:
         outline = None if result.boundary is None else np.asarray(result.boundary, bool)
         images.append(("denoised PL + boundaries", _pl_image(result.pl_denoised, codec), outline))
@@ -527,8 +528,8 @@ def samples_figure(samples: np.ndarray, codec, variant: str, stage_angle_index: 
     key in an extra last column, one intensity colourbar for the PL row, a pixel scale bar on
     the first sample.
     """
-    has_ebsd, has_pl = variant in ("multimodal", "ebsd"), variant in ("multimodal", "pl")
-    pl_start = 3 if variant == "multimodal" else 0
+    layout = codec.layout(variant)
+    has_ebsd, has_pl = layout.has_ebsd, layout.has_pl
     rows, n = int(has_ebsd) + int(has_pl), samples.shape[0]
     fig, axes = plt.subplots(
         rows, n + 1, figsize=(1.6 * (n + 1), 1.8 * rows + 0.2), squeeze=False, layout="constrained"
@@ -537,11 +538,11 @@ def samples_figure(samples: np.ndarray, codec, variant: str, stage_angle_index: 
     for i in range(n):
         bar = (1.0, "px") if i == 0 else None
         if has_ebsd:
-            q = codec.decode_ebsd(np.moveaxis(np.asarray(samples[i, :3]), 0, -1))
+            q = codec.decode_ebsd(np.moveaxis(np.asarray(samples[i, layout.ebsd]), 0, -1))
             axes[0, i].imshow(ipf_image(q), interpolation="nearest")
             _map_axes(axes[0, i], "", width, bar)
         if has_pl:
-            pl = _pl_image(samples[i, pl_start:], codec, stage_angle_index)
+            pl = _pl_image(samples[i, layout.pl], codec, stage_angle_index)
             im = axes[rows - 1, i].imshow(pl, cmap="gray", vmin=0, vmax=2.2e-3 * PL_SCALE)
             _map_axes(axes[rows - 1, i], "", width, bar)
     if has_ebsd:

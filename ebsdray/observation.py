@@ -159,7 +159,7 @@ class ObservedVolume:
         q = truth.quaternions[0].astype(np.float64)
         valid = truth.valid[0]
         clean = torch.from_numpy(codec.encode_section(q))
-        x = clean.clone()
+        x, data = clean.clone(), codec.layout()
         seq = np.random.SeedSequence([int(self.spec.seed), int(index)])
         corrupt_seed, noise_seed = seq.spawn(2)
         if self.spec.corruptions:
@@ -167,9 +167,9 @@ class ObservedVolume:
             corrupted = _corrupt(
                 intensities, self.spec.corruptions, np.random.default_rng(corrupt_seed)
             )
-            x[3:] = torch.from_numpy(np.moveaxis(codec.encode_pl(corrupted), -1, 0))
+            x[data.pl] = torch.from_numpy(np.moveaxis(codec.encode_pl(corrupted), -1, 0))
         # Unindexed pixels carry no orientation: they are never observed (the operator checks).
-        x[:3, ~torch.from_numpy(valid)] = float("nan")
+        x[data.ebsd, ~torch.from_numpy(valid)] = float("nan")
         gen = torch.Generator().manual_seed(int(noise_seed.generate_state(1, np.uint64)[0]))
         obs = self.spec.operator(codec.pl_channels).observe(
             x, gen, valid_ebsd=torch.from_numpy(valid)

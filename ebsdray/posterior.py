@@ -25,7 +25,7 @@ import torch
 from ebsdray.aggregate import aggregate
 from ebsdray.aggregate.baselines import ebsd_baselines, sobel_baseline
 from ebsdray.aggregate.boundaries import edge_maps
-from ebsdray.conventions import EBSD_CHANNELS
+from ebsdray.conventions import EBSD_CHANNELS, ChannelLayout
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.diffusion.pretrained import DiffusionModel
 from ebsdray.inverse._common import SIGMA_FLOOR, plan_levels
@@ -316,12 +316,13 @@ def convergence_sums(samples: Any, variant: str) -> np.ndarray:
     requests, so a section's running means need no samples in the driver.
     """
     x = torch.as_tensor(samples).double().numpy()
+    # Without the codec C_PL is unknown, but the PL channels are all those from where they start.
+    layout = ChannelLayout(variant, pl_channels=0)
     parts = []
-    if variant != "ebsd":
-        pl = x[:, EBSD_CHANNELS:] if variant == "multimodal" else x
-        parts.append(edge_maps(pl).sum(axis=0)[None])
-    if variant != "pl":
-        parts.append(x[:, :EBSD_CHANNELS].sum(axis=0))
+    if layout.has_pl:
+        parts.append(edge_maps(x[:, layout.pl.start :]).sum(axis=0)[None])
+    if layout.has_ebsd:
+        parts.append(x[:, layout.ebsd].sum(axis=0))
     return np.concatenate(parts)
 
 
@@ -329,10 +330,11 @@ def aggregate_change(previous_mean: np.ndarray, mean: np.ndarray, variant: str) 
     """Largest mean absolute change, between two rounds, of the boundary confidence and the EBSD
     channel mean ((S, H, W) running means of :func:`convergence_sums`)."""
     diff = np.abs(mean - previous_mean)
+    layout = ChannelLayout(variant, pl_channels=0)  # which modalities the rows hold
     changes = []
-    if variant != "ebsd":
+    if layout.has_pl:
         changes.append(float(diff[0].mean()))
-    if variant != "pl":
+    if layout.has_ebsd:
         changes.append(float(diff[-EBSD_CHANNELS:].mean()))
     return max(changes)
 
@@ -402,7 +404,7 @@ def section_metrics(
     if truth is None:
         raise ValueError(f"section {section.index} has no ground truth to evaluate against")
     true_b = grain_boundaries(truth.grain_ids[0])
-    obs = section.observation
+    obs, data = section.observation, codec.layout()
     out: dict[str, float] = {}
     if result.boundary is not None:
         out |= _boundary_metrics(prefix, result.boundary, result.boundary_confidence, true_b)
@@ -410,15 +412,16 @@ def section_metrics(
         out |= _ebsd_metrics(prefix, result.ebsd_quaternions, truth)
     if result.pl_denoised is not None and section.clean is not None:
         out[f"{prefix}pl_psnr"] = psnr(
-            result.pl_denoised, section.clean[3:].numpy(), data_range=2.0
+            result.pl_denoised, section.clean[data.pl].numpy(), data_range=2.0
         )
     if prefix:  # baselines once, with the main model
         return out
-    sobel = sobel_baseline(obs.y[3:])
+    sobel = sobel_baseline(obs.y[data.pl])
     out |= _boundary_metrics("sobel_", sobel["boundary"], sobel["boundary_confidence"], true_b)
     if section.clean is not None:
-        out["observed_pl_psnr"] = psnr(obs.y[3:].numpy(), section.clean[3:].numpy(), data_range=2.0)
-    if obs.mask[:3].sum() > 0:
+        observed_pl, clean_pl = obs.y[data.pl].numpy(), section.clean[data.pl].numpy()
+        out["observed_pl_psnr"] = psnr(observed_pl, clean_pl, data_range=2.0)
+    if obs.mask[data.ebsd].sum() > 0:
         for name, q in ebsd_baselines(obs.y, obs.mask, codec).items():
             out |= _ebsd_metrics(f"{name}_", q, truth)
     return out

@@ -58,7 +58,7 @@ from ebsdray.aggregate.grains import grain_consistent as grain_consistent_map
 from ebsdray.aggregate.grains import refine_borders
 from ebsdray.aggregate.orientations import align_to_reference, orientation_mean
 from ebsdray.aggregate.pl import denoise_pl
-from ebsdray.conventions import EBSD_CHANNELS
+from ebsdray.conventions import EBSD_CHANNELS, ChannelLayout
 from ebsdray.data._arrays import as_numpy
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.metrics.boundaries import grain_boundaries as label_boundaries
@@ -90,21 +90,7 @@ __all__ = [
 
 def infer_variant(channels: int, codec: ChannelCodec) -> Variant:
     """The model variant whose outputs have ``channels`` channels under ``codec``."""
-    options: dict[int, Variant] = {}
-    for c, v in (
-        (codec.pl_channels, "pl"),
-        (EBSD_CHANNELS, "ebsd"),
-        (codec.channels, "multimodal"),
-    ):
-        if c in options:
-            raise ValueError(f"{c} channels could be {options[c]!r} or {v!r}; pass variant=")
-        options[c] = v
-    if channels not in options:
-        raise ValueError(
-            f"{channels} channels match no variant of this codec (multimodal {codec.channels}, "
-            f"EBSD {EBSD_CHANNELS}, PL {codec.pl_channels})"
-        )
-    return options[channels]
+    return ChannelLayout.infer(channels, codec.pl_channels).variant
 
 
 def _ebsd_mask(mask: Any) -> np.ndarray:
@@ -125,7 +111,9 @@ def resolve_boundary_source(
     ``SATURATED`` of the section); the EBSD-only model gets no boundaries under ``"auto"`` (its
     stores hold none), only when asked for with ``"ebsd"``.
     """
-    has_ebsd, has_pl = variant != "pl", variant != "ebsd"
+    # Which modalities the samples hold; their PL channel count does not matter here.
+    layout = ChannelLayout(variant, 0)
+    has_ebsd, has_pl = layout.has_ebsd, layout.has_pl
     if source == "auto":
         if has_ebsd and has_pl:
             return "ebsd" if ebsd_observed else "pl"
@@ -141,12 +129,12 @@ def resolve_boundary_source(
 def _boundaries(
     x: np.ndarray,
     source: str,
-    variant: Variant,
+    layout: ChannelLayout,
     pairs: tuple[np.ndarray, np.ndarray] | None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Boundary outputs and the (K, H, W) per-sample evidence they average."""
     if source == "pl":
-        pl = pl_pair_edges(x[:, EBSD_CHANNELS:] if variant == "multimodal" else x)
+        pl = pl_pair_edges(x[:, layout.pl])
         maps, boundary, threshold = pl["maps"], pl["boundary"], pl["threshold"]
     else:
         assert pairs is not None
@@ -154,7 +142,7 @@ def _boundaries(
         if source == "both":
             # Equal weights, cut at >= 0.5: a boundary one modality is sure of stays one, so
             # does one both lean to.
-            maps = 0.5 * (maps + pl_pair_edges(x[:, EBSD_CHANNELS:])["maps"])
+            maps = 0.5 * (maps + pl_pair_edges(x[:, layout.pl])["maps"])
             boundary = maps.mean(axis=0) >= threshold
         else:
             # EBSD alone: a strict majority of the samples; with K even, half against half is
@@ -213,28 +201,30 @@ def aggregate(
     -------
     dict of the outputs listed in the module docstring, those the samples' modalities give.
     """
-    x, variant = _checked(samples, codec, variant)
-    out: dict[str, Any] = {"variant": variant, "n_samples": x.shape[0]}
+    x, layout = _checked(samples, codec, variant)
+    out: dict[str, Any] = {"variant": layout.variant, "n_samples": x.shape[0]}
     uncertainty: dict[str, np.ndarray] = {}
-    has_ebsd, has_pl = variant != "pl", variant != "ebsd"
     m = None if mask is None else _ebsd_mask(mask)
-    source = resolve_boundary_source(boundary_source, variant, m is not None and bool(m.any()))
-    filtered = _medoid_maps(x, codec, source in ("ebsd", "both"), has_ebsd and grain_consistent)
+    observed_ebsd = m is not None and bool(m.any())
+    source = resolve_boundary_source(boundary_source, layout.variant, observed_ebsd)
+    filtered = _medoid_maps(
+        x, codec, source in ("ebsd", "both"), layout.has_ebsd and grain_consistent
+    )
     if source is not None:
-        b, maps = _boundary_outputs(x, source, boundary_source, variant, filtered, threshold_deg)
+        b, maps = _boundary_outputs(x, source, boundary_source, layout, filtered, threshold_deg)
         out.update(b)
         uncertainty["boundary_variance"] = maps.var(axis=0)
     pl_mean = None
-    if has_pl:
-        den = denoise_pl(x[:, EBSD_CHANNELS:] if has_ebsd else x, codec)
+    if layout.has_pl:
+        den = denoise_pl(x[:, layout.pl], codec)
         out.update(pl_denoised=den["channels"], pl_intensities=den["intensities"])
         uncertainty["pl_std"] = den["std_rms"]
         pl_mean = den["channels"]
-    if has_ebsd:
+    if layout.has_ebsd:
         e = _ebsd_outputs(
-            x[:, :EBSD_CHANNELS],
+            x[:, layout.ebsd],
             codec,
-            None if observed is None else as_numpy(observed, np.float64)[:EBSD_CHANNELS],
+            None if observed is None else as_numpy(observed, np.float64)[layout.ebsd],
             m,
             filtered.get("weighted"),
             pl_mean,
@@ -253,7 +243,7 @@ def _boundary_outputs(
     x: np.ndarray,
     source: str,
     requested: BoundarySource,
-    variant: Variant,
+    layout: ChannelLayout,
     filtered: dict[str, np.ndarray],
     threshold_deg: float,
 ) -> tuple[dict[str, Any], np.ndarray]:
@@ -262,31 +252,31 @@ def _boundary_outputs(
     pairs = None
     if source != "pl":
         pairs = pair_evidence(filtered["square"], threshold_deg, window=None)
-    b, maps = _boundaries(x, source, variant, pairs)
+    b, maps = _boundaries(x, source, layout, pairs)
     if requested == "auto" and source == "ebsd" and b["boundary"].mean() > SATURATED:
         # Per-pixel noise far above the tolerance: every pair differs in most samples and the
         # map holds no grain structure (K = 8 samples turned 5 deg rms per pixel: 98 % of the
         # pixels, Chamfer 5.9 against PL's 0.8; real sample sets mark 30-51 %).
-        b, maps = _boundaries(x, "pl", variant, None)
+        b, maps = _boundaries(x, "pl", layout, None)
     return b, maps
 
 
 def _checked(
     samples: Any, codec: ChannelCodec, variant: Variant | None
-) -> tuple[np.ndarray, Variant]:
-    """(K, C, H, W) float32 samples and their variant, or a ValueError naming what is wrong."""
+) -> tuple[np.ndarray, ChannelLayout]:
+    """(K, C, H, W) float32 samples and their channel layout, or a ValueError naming what is
+    wrong."""
     x = as_numpy(samples, np.float32)
     if x.ndim != 4 or x.shape[0] < 1:
         raise ValueError(f"samples must be (K, C, H, W) with K >= 1; got shape {x.shape}")
     if not np.isfinite(x).all():
         raise ValueError("samples contain NaN or inf")
-    variant = variant or infer_variant(x.shape[1], codec)
-    expected = {"multimodal": codec.channels, "ebsd": EBSD_CHANNELS, "pl": codec.pl_channels}
-    if variant not in expected:
-        raise ValueError(f"variant must be one of {sorted(expected)}; got {variant!r}")
-    if x.shape[1] != expected[variant]:
-        raise ValueError(f"{variant} samples have {expected[variant]} channels; got {x.shape[1]}")
-    return x, variant
+    if not variant:
+        return x, ChannelLayout.infer(x.shape[1], codec.pl_channels)
+    layout = codec.layout(variant)
+    if x.shape[1] != layout.channels:
+        raise ValueError(f"{variant} samples have {layout.channels} channels; got {x.shape[1]}")
+    return x, layout
 
 
 def _medoid_maps(

@@ -212,8 +212,9 @@ def ebsd_baselines(observed: Any, mask: Any, codec: ChannelCodec) -> dict[str, n
     -------
     ``{"nearest": (H, W, 4), "bilinear": (H, W, 4)}`` quaternions.
     """
-    obs = as_numpy(observed, np.float64)[:3]
+    ebsd = codec.layout().ebsd
+    obs = as_numpy(observed, np.float64)[ebsd]
     m = as_numpy(mask, bool)
-    m = m[:3].all(axis=0) if m.ndim == 3 else m
+    m = m[ebsd].all(axis=0) if m.ndim == 3 else m
     q = codec.decode_ebsd(np.moveaxis(obs, 0, -1))
     return {"nearest": nearest_upsample(q, m), "bilinear": bilinear_upsample(q, m)}

@@ -32,7 +32,7 @@ from scipy import stats
 from ebsdray.aggregate.baselines import sobel_baseline
 from ebsdray.aggregate.boundaries import pl_pair_edges
 from ebsdray.api import Reconstruction
-from ebsdray.conventions import EBSD_CHANNELS
+from ebsdray.conventions import ChannelLayout
 from ebsdray.data.symmetry import disorientation_deg
 from ebsdray.metrics import blurred_bce, chamfer, grain_boundaries
 from ebsdray.observation import ObservedSection
@@ -91,14 +91,14 @@ def _spearman(pred: np.ndarray, err: np.ndarray) -> float:
 
 
 def _boundary_extras(
-    res: SectionResult, samples: np.ndarray | None, variant: str, true_b: np.ndarray
+    res: SectionResult, samples: np.ndarray | None, layout: ChannelLayout, true_b: np.ndarray
 ) -> dict[str, float]:
     out: dict[str, float] = {}
     n_true = max(int(true_b.sum()), 1)
     if res.boundary is not None:
         out["boundary_pixel_ratio"] = float(res.boundary.sum()) / n_true
-    if variant == "multimodal" and samples is not None:
-        pl = pl_pair_edges(np.asarray(samples)[:, EBSD_CHANNELS:])  # the PL-only route
+    if layout.has_ebsd and layout.has_pl and samples is not None:
+        pl = pl_pair_edges(np.asarray(samples)[:, layout.pl])  # the PL-only route
         p, b = pl["maps"].mean(axis=0), pl["boundary"]
         c = chamfer(b, true_b)
         out |= {
@@ -131,11 +131,11 @@ def _ebsd_reliability(
 
 
 def _pl_reliability(
-    res: SectionResult, section: ObservedSection
+    res: SectionResult, section: ObservedSection, codec
 ) -> tuple[dict[str, float], dict[str, Any]]:
     if section.clean is None or res.pl_denoised is None or "pl_std" not in res.uncertainty:
         return {}, {}
-    clean = section.clean[EBSD_CHANNELS:].numpy().astype(np.float64)
+    clean = section.clean[codec.layout().pl].numpy().astype(np.float64)
     err = np.sqrt(((res.pl_denoised.astype(np.float64) - clean) ** 2).mean(axis=0)).ravel()
     pred = np.asarray(res.uncertainty["pl_std"], np.float64).ravel()
     rms_pred = float(np.sqrt((pred**2).mean()))
@@ -167,13 +167,13 @@ def measure(
     """
     metrics = section_metrics(res, section, codec)
     true_b = grain_boundaries(section.truth.grain_ids[0])
-    metrics |= _boundary_extras(res, samples, variant, true_b)
+    metrics |= _boundary_extras(res, samples, codec.layout(variant), true_b)
     curves = {}
     if res.ebsd_quaternions is not None:
         m, curves["ebsd"] = _ebsd_reliability(res, section)
         metrics |= m
     if res.pl_denoised is not None:
-        m, curves["pl"] = _pl_reliability(res, section)
+        m, curves["pl"] = _pl_reliability(res, section, codec)
         metrics |= m
     return metrics, {k: v for k, v in curves.items() if v}
 
@@ -189,7 +189,7 @@ def baseline_metrics(section: ObservedSection, codec) -> dict[str, dict[str, flo
     nothing = SectionResult(section.index, None, None, None, None, {}, None, {})
     flat = section_metrics(nothing, section, codec)  # only the baselines, prefixed
     true_b = grain_boundaries(section.truth.grain_ids[0])
-    sobel = sobel_baseline(section.observation.y[EBSD_CHANNELS:])
+    sobel = sobel_baseline(section.observation.y[codec.layout().pl])
     flat["sobel_boundary_pixel_ratio"] = float(sobel["boundary"].sum()) / max(true_b.sum(), 1)
     if "observed_pl_psnr" in flat:
         flat["sobel_pl_psnr"] = flat.pop("observed_pl_psnr")

@@ -35,12 +35,11 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ebsdray.conventions import EBSD_CHANNELS
+from ebsdray.conventions import EBSD_CHANNELS, VARIANTS, ChannelLayout
 
 __all__ = ["PATTERNS", "VARIANTS", "MultimodalOperator", "Observation", "grid_fractions"]
 
 PATTERNS = ("grid", "random", "none")
-VARIANTS = ("multimodal", "ebsd", "pl")
 Pattern = Literal["grid", "random", "none"]
 
 
@@ -182,17 +181,16 @@ class Observation:
         Observation with ``ebsd_channels`` (E, H, W) for "ebsd", ``pl_channels`` for "pl",
         everything for "multimodal".
         """
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
         e, p = self.ebsd_channels, self.pl_channels
-        if variant == "multimodal":
+        wanted = ChannelLayout(variant, p)
+        if wanted.has_ebsd and wanted.has_pl:
             if not (e and p):
                 raise ValueError(
                     f"a multimodal model needs EBSD and PL channels; this observation has {e} "
                     f"EBSD and {p} PL channels"
                 )
             return self
-        sl = slice(0, e) if variant == "ebsd" else slice(e, e + p)
+        sl = slice(0, e) if wanted.has_ebsd else slice(e, e + p)
         if sl.stop == sl.start:
             raise ValueError(f"this observation has no {variant.upper()} channels")
         return replace(
@@ -200,8 +198,8 @@ class Observation:
             y=self.y[sl],
             mask=self.mask[sl],
             sigma=self.sigma[sl],
-            ebsd_channels=e if variant == "ebsd" else 0,
-            pl_channels=p if variant == "pl" else 0,
+            ebsd_channels=e if wanted.has_ebsd else 0,
+            pl_channels=p if wanted.has_pl else 0,
         )
 
 

@@ -34,16 +34,18 @@ from typing import Any
 import numpy as np
 import zarr
 
+from ebsdray.conventions import ChannelLayout
 from ebsdray.io.output_lock import LOCK_NAME, OutputLock
 
 FORMAT_NAME = "ebsdray-reconstruction"
 FORMAT_VERSION = 1
 STORE_NAME = "reconstruction.zarr"
-UNCERTAINTY = {
-    "multimodal": ("boundary_variance", "pl_std", "ebsd_spread_deg"),
-    "ebsd": ("ebsd_spread_deg",),
-    "pl": ("boundary_variance", "pl_std"),
-}
+
+
+def _uncertainty_names(layout: ChannelLayout) -> tuple[str, ...]:
+    """The ``uncertainty/<name>`` maps stored for a layout's modalities, PL ones first."""
+    pl = ("boundary_variance", "pl_std") if layout.has_pl else ()
+    return pl + (("ebsd_spread_deg",) if layout.has_ebsd else ())
 
 
 def _normalized(obj: Any) -> Any:
@@ -89,6 +91,7 @@ class ReconstructionStore:
         self.attrs: dict[str, Any] = root.attrs.asdict()
         self.shape: tuple[int, int, int] = tuple(self.attrs["shape"])  # type: ignore[assignment]
         self.variant: str = self.attrs["variant"]
+        self.layout = ChannelLayout(self.variant, int(self.attrs["pl_channels"]))
 
     # -- creation ---------------------------------------------------------------------------
     @classmethod
@@ -163,7 +166,7 @@ class ReconstructionStore:
                 )
             return store
         d, h, w = shape
-        channels = {"multimodal": 3 + pl_channels, "ebsd": 3, "pl": pl_channels}[variant]
+        layout = ChannelLayout(variant, pl_channels)
         root = zarr.open_group(tmp, mode="w")  # replaces the leftover of an interrupted creation
         root.attrs.update(
             _normalized(
@@ -191,17 +194,18 @@ class ReconstructionStore:
                 dimension_names=["z", *dims],
             )
 
-        if variant != "ebsd":
+        if layout.has_pl:
             array("boundary", (h, w), "bool", False, ["y", "x"])
             array("boundary_confidence", (h, w), "float32", np.nan, ["y", "x"])
             array("pl_denoised", (pl_channels, h, w), "float32", np.nan, ["c", "y", "x"])
-        if variant != "pl":
+        if layout.has_ebsd:
             array("ebsd_quaternions", (h, w, 4), "float32", np.nan, ["y", "x", "q"])
         root.create_group("uncertainty")
-        for name in UNCERTAINTY[variant]:
+        for name in _uncertainty_names(layout):
             array(f"uncertainty/{name}", (h, w), "float32", np.nan, ["y", "x"])
         if keep_samples:
-            array("samples", (max_samples, channels, h, w), "float32", np.nan, ["k", "c", "y", "x"])
+            shape_k = (max_samples, layout.channels, h, w)
+            array("samples", shape_k, "float32", np.nan, ["k", "c", "y", "x"])
         array("sample_count", (), "int32", 0, [])
         array("completed", (), "bool", False, [])
         (out / "sections").mkdir(parents=True, exist_ok=True)
@@ -219,13 +223,13 @@ class ReconstructionStore:
         """Write one SectionResult and its record (facts, metrics); marks the section done last."""
         i = int(result.index)
         root = self._root("r+")
-        if self.variant != "ebsd":
+        if self.layout.has_pl:
             root["boundary"][i] = np.asarray(result.boundary, bool)
             root["boundary_confidence"][i] = np.asarray(result.boundary_confidence, np.float32)
             root["pl_denoised"][i] = np.asarray(result.pl_denoised, np.float32)
-        if self.variant != "pl":
+        if self.layout.has_ebsd:
             root["ebsd_quaternions"][i] = np.asarray(result.ebsd_quaternions, np.float32)
-        for name in UNCERTAINTY[self.variant]:
+        for name in _uncertainty_names(self.layout):
             root[f"uncertainty/{name}"][i] = np.asarray(result.uncertainty[name], np.float32)
         k = int(result.info.get("samples", 0))
         if self.attrs["keep_samples"] and result.samples is not None:
@@ -264,7 +268,7 @@ class ReconstructionStore:
             "boundary_confidence": get("boundary_confidence"),
             "ebsd_quaternions": get("ebsd_quaternions"),
             "pl_denoised": get("pl_denoised"),
-            "uncertainty": {n: get(f"uncertainty/{n}") for n in UNCERTAINTY[self.variant]},
+            "uncertainty": {n: get(f"uncertainty/{n}") for n in _uncertainty_names(self.layout)},
             "samples": None if samples is None else samples[:k],
             "info": self.record(index).get("info", {}),
         }

@@ -25,10 +25,11 @@ from ebsdray.training.quality import cross_modal_error, grain_coherence
 def _measures(x: np.ndarray, model: DiffusionModel, prefix: str) -> dict[str, float]:
     out: dict[str, float] = {}
     codec = model.codec
-    if model.variant in ("multimodal", "ebsd"):
-        q = codec.decode_ebsd(np.moveaxis(x[:, :3], 1, -1))
+    layout = codec.layout(model.variant)
+    if layout.has_ebsd:
+        q = codec.decode_ebsd(np.moveaxis(x[:, layout.ebsd], 1, -1))
         out[f"{prefix}_grain_coherence"] = grain_coherence(q)
-    if model.variant == "multimodal":
+    if layout.has_ebsd and layout.has_pl:
         out[f"{prefix}_cross_modal_error"] = cross_modal_error(codec, x)
         out[f"{prefix}_cross_modal_error_random_pairs"] = cross_modal_error(codec, x, shift=1)
     return out

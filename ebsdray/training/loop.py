@@ -354,11 +354,12 @@ def _sample_quality(
     x = x.float().cpu().numpy()
     tracker.figure(samples_figure(x, codec, cfg.variant), f"samples/step_{step:07d}.png")
     out: dict[str, float] = {}
-    if cfg.variant in ("multimodal", "ebsd"):
+    layout = codec.layout(cfg.variant)
+    if layout.has_ebsd:
         out["sample_grain_coherence"] = grain_coherence(
-            codec.decode_ebsd(np.moveaxis(x[:, :3], 1, -1))
+            codec.decode_ebsd(np.moveaxis(x[:, layout.ebsd], 1, -1))
         )
-    if cfg.variant == "multimodal" and len(x) > 1:
+    if layout.has_ebsd and layout.has_pl and len(x) > 1:
         out["sample_cross_modal_error"] = cross_modal_error(codec, x)
         out["sample_cross_modal_error_random_pairs"] = cross_modal_error(codec, x, shift=1)
     return out

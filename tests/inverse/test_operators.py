@@ -106,7 +106,7 @@ def test_for_variant(op: MultimodalOperator) -> None:
         ebsd.for_variant("pl")
     with pytest.raises(ValueError, match="needs EBSD and PL"):
         pl.for_variant("multimodal")
-    with pytest.raises(ValueError, match="unknown variant"):
+    with pytest.raises(ValueError, match="unknown model variant"):
         obs.for_variant("both")
 
 
