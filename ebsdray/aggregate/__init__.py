@@ -207,9 +207,8 @@ def aggregate(
     m = None if mask is None else _ebsd_mask(mask)
     observed_ebsd = m is not None and bool(m.any())
     source = resolve_boundary_source(boundary_source, layout.variant, observed_ebsd)
-    filtered = _medoid_maps(
-        x, codec, source in ("ebsd", "both"), layout.has_ebsd and grain_consistent
-    )
+    grains = layout.has_ebsd and grain_consistent
+    filtered = _medoid_maps(x, codec, source in ("ebsd", "both"), grains)
     if source is not None:
         b, maps = _boundary_outputs(x, source, boundary_source, layout, filtered, threshold_deg)
         out.update(b)
@@ -218,8 +217,7 @@ def aggregate(
     if layout.has_pl:
         den = denoise_pl(x[:, layout.pl], codec)
         out.update(pl_denoised=den["channels"], pl_intensities=den["intensities"])
-        uncertainty["pl_std"] = den["std_rms"]
-        pl_mean = den["channels"]
+        uncertainty["pl_std"], pl_mean = den["std_rms"], den["channels"]
     if layout.has_ebsd:
         e = _ebsd_outputs(
             x[:, layout.ebsd],
