@@ -165,8 +165,10 @@ class _SectionLogger:
     """Per-section metrics under ``section/<name>`` (step = section index), so the run page's
     plain names stay the overall means; the first few section figures as artifacts."""
 
-    def __init__(self, out: Path, identity: dict[str, Any], max_figures: int) -> None:
-        self.out, self.identity, self.figures_left = out, identity, max_figures
+    def __init__(
+        self, out: Path, identity: dict[str, Any], max_figures: int, guard: _Deferred
+    ) -> None:
+        self.out, self.identity, self.figures_left, self.guard = out, identity, max_figures, guard
 
     def __call__(self, record: dict[str, Any]) -> None:
         numbers = {
@@ -175,23 +177,47 @@ class _SectionLogger:
             if k != "section" and not isinstance(v, str)
         }
         step = record["section"]
-        mlflow.log_metrics({f"section/{k}": v for k, v in numbers.items()}, step=step)
         png = self.out / "sections" / f"section_{step:05d}.png"
-        if png.exists() and self.figures_left > 0:
-            mlflow.log_artifact(str(png), artifact_path="sections")
-            self.figures_left -= 1
+        with self.guard:
+            mlflow.log_metrics({f"section/{k}": v for k, v in numbers.items()}, step=step)
+            if png.exists() and self.figures_left > 0:
+                mlflow.log_artifact(str(png), artifact_path="sections")
+                self.figures_left -= 1
+
+
+class _Deferred:
+    """Interrupts that arrive during an MLflow write wait for its end: a KeyboardInterrupt
+    inside sqlite's commit leaves the tracking database locked, and the run could then not be
+    marked KILLED (``database is locked``)."""
+
+    def __init__(self) -> None:
+        self.depth, self.pending = 0, False
+
+    def __enter__(self) -> None:
+        self.depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.depth -= 1
+        if self.depth == 0 and self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
 
 
 @contextmanager
-def _interrupts(out: Path, store) -> Iterator[None]:
+def _interrupts(out: Path, store, guard: _Deferred) -> Iterator[None]:
     """Ctrl-C and SIGTERM end the job as :class:`JobInterrupted` with a one-line message saying
-    what is kept and how to resume; the MLflow run is marked KILLED (it did not fail)."""
+    what is kept and how to resume; the MLflow run is marked KILLED (it did not fail). One that
+    arrives inside ``guard`` (an MLflow write) takes effect when the write is done."""
 
     def stop(signum, frame):  # SIGTERM: the same path as Ctrl-C
+        if guard.depth:
+            guard.pending = True
+            return
         raise KeyboardInterrupt
 
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = [signal.signal(n, stop) for n in signals] if main_thread else []
     try:
         yield
     except KeyboardInterrupt:
@@ -202,8 +228,8 @@ def _interrupts(out: Path, store) -> Iterator[None]:
             "again (same output_dir) to resume"
         ) from None
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        for n, handler in zip(signals, previous, strict=False):
+            signal.signal(n, handler)
 
 
 def _prepare(config: dict[str, Any]):
@@ -302,8 +328,9 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
         if run_id is None:
             mlflow.log_params(params)
         (out / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        logger = _SectionLogger(out, identity, int(ml["section_figures"]))
-        with _interrupts(out, store):
+        guard = _Deferred()
+        logger = _SectionLogger(out, identity, int(ml["section_figures"]), guard)
+        with _interrupts(out, store, guard):
             result = _reconstruct(config, observation, model, budget, resources, store, logger)
         records = result.records
         used = "+".join(sorted({r["info"].get("precision", "") for r in records} - {""}))
