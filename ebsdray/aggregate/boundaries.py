@@ -224,17 +224,16 @@ def pl_pair_edges(pl_samples: Any) -> dict[str, Any]:
     if x.ndim != 4:
         raise ValueError(f"pl_samples must be (K, C_PL, H, W); got shape {x.shape}")
 
-    def edges(img: np.ndarray, threshold: float) -> np.ndarray:
-        v, h = pair_steps(img)
-        kv, kh = local_maxima(v, h)
+    def cut(v: np.ndarray, h: np.ndarray, kv: np.ndarray, kh: np.ndarray) -> np.ndarray:
         return pixel_evidence(kv & (v > threshold), kh & (h > threshold))
 
     v, h = pair_steps(x.mean(axis=0))
     kv, kh = local_maxima(v, h)
     threshold = elbow_threshold(np.concatenate([v[kv], h[kh]]))
+    sv, sh = pair_steps(x)
     return {
-        "boundary": edges(x.mean(axis=0), threshold) > 0,
-        "maps": edges(x, threshold),
+        "boundary": cut(v, h, kv, kh) > 0,
+        "maps": cut(sv, sh, *local_maxima(sv, sh)),
         "threshold": threshold,
     }
 

@@ -30,7 +30,7 @@ import numpy as np
 from scipy import stats
 
 from ebsdray.aggregate.baselines import sobel_baseline
-from ebsdray.aggregate.boundaries import pl_pair_edges
+from ebsdray.aggregate.boundaries import boundary_confidence, threshold_boundaries
 from ebsdray.api import Reconstruction
 from ebsdray.conventions import ChannelLayout
 from ebsdray.data.symmetry import disorientation_deg
@@ -98,8 +98,9 @@ def _boundary_extras(
     if res.boundary is not None:
         out["boundary_pixel_ratio"] = float(res.boundary.sum()) / n_true
     if layout.has_ebsd and layout.has_pl and samples is not None:
-        pl = pl_pair_edges(np.asarray(samples)[:, layout.pl])  # the PL-only route
-        p, b = pl["maps"].mean(axis=0), pl["boundary"]
+        # the paper's route: the mean Sobel map of the samples' PL, cut at its kneed elbow
+        p = boundary_confidence(np.asarray(samples)[:, layout.pl])
+        b = threshold_boundaries(p)
         c = chamfer(b, true_b)
         out |= {
             "pl_route_chamfer": c["bidirectional"],
