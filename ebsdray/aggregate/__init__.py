@@ -130,11 +130,12 @@ def _boundaries(
     x: np.ndarray,
     source: str,
     layout: ChannelLayout,
+    codec: ChannelCodec,
     pairs: tuple[np.ndarray, np.ndarray] | None,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Boundary outputs and the (K, H, W) per-sample evidence they average."""
     if source == "pl":
-        pl = pl_pair_edges(x[:, layout.pl])
+        pl = pl_pair_edges(x[:, layout.pl], codec)
         maps, boundary, threshold = pl["maps"], pl["boundary"], pl["threshold"]
     else:
         assert pairs is not None
@@ -142,7 +143,7 @@ def _boundaries(
         if source == "both":
             # Equal weights, cut at >= 0.5: a boundary one modality is sure of stays one, so
             # does one both lean to.
-            maps = 0.5 * (maps + pl_pair_edges(x[:, layout.pl])["maps"])
+            maps = 0.5 * (maps + pl_pair_edges(x[:, layout.pl], codec)["maps"])
             boundary = maps.mean(axis=0) >= threshold
         else:
             # EBSD alone: a strict majority of the samples; with K even, half against half is
@@ -210,14 +211,15 @@ def aggregate(
     grains = layout.has_ebsd and grain_consistent
     filtered = _medoid_maps(x, codec, source in ("ebsd", "both"), grains)
     if source is not None:
-        b, maps = _boundary_outputs(x, source, boundary_source, layout, filtered, threshold_deg)
+        b, maps = _boundary_outputs(
+            x, source, boundary_source, layout, codec, filtered, threshold_deg
+        )
         out.update(b)
         uncertainty["boundary_variance"] = maps.var(axis=0)
-    pl_mean = None
     if layout.has_pl:
         den = denoise_pl(x[:, layout.pl], codec)
         out.update(pl_denoised=den["channels"], pl_intensities=den["intensities"])
-        uncertainty["pl_std"], pl_mean = den["std_rms"], den["channels"]
+        uncertainty["pl_std"] = den["std_rms"]
     if layout.has_ebsd:
         e = _ebsd_outputs(
             x[:, layout.ebsd],
@@ -225,7 +227,7 @@ def aggregate(
             None if observed is None else as_numpy(observed, np.float64)[layout.ebsd],
             m,
             filtered.get("weighted"),
-            pl_mean,
+            out.get("pl_denoised"),
             dict(method=ebsd_mean, align=align, alignment=alignment, seed=seed),
             threshold_deg,
             min_grain_size,
@@ -242,6 +244,7 @@ def _boundary_outputs(
     source: str,
     requested: BoundarySource,
     layout: ChannelLayout,
+    codec: ChannelCodec,
     filtered: dict[str, np.ndarray],
     threshold_deg: float,
 ) -> tuple[dict[str, Any], np.ndarray]:
@@ -250,12 +253,12 @@ def _boundary_outputs(
     pairs = None
     if source != "pl":
         pairs = pair_evidence(filtered["square"], threshold_deg, window=None)
-    b, maps = _boundaries(x, source, layout, pairs)
+    b, maps = _boundaries(x, source, layout, codec, pairs)
     if requested == "auto" and source == "ebsd" and b["boundary"].mean() > SATURATED:
         # Per-pixel noise far above the tolerance: every pair differs in most samples and the
         # map holds no grain structure (K = 8 samples turned 5 deg rms per pixel: 98 % of the
         # pixels, Chamfer 5.9 against PL's 0.8; real sample sets mark 30-51 %).
-        b, maps = _boundaries(x, "pl", layout, None)
+        b, maps = _boundaries(x, "pl", layout, codec, None)
     return b, maps
 
 

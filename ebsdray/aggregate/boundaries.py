@@ -5,7 +5,9 @@ channels (root-sum-square over channels), min-max normalized to [0, 1] and cut a
 sorted values (``kneed``); on the observed PL it is the Sobel baseline.
 
 PL route (:func:`pl_pair_edges`): the step between every pair of face neighbours of the
-posterior-mean PL, thinned by non-maximum suppression to one pair per interface and cut at the
+posterior-mean PL, in its channels and in features that brightness changes (scratches,
+illumination) leave nearly alone, each step the least over a few pixels to either side (a thin
+scratch steps back), thinned by non-maximum suppression to one pair per interface and cut at the
 elbow of the surviving steps; both pixels of a kept pair are boundary pixels, as in the ground
 truth, where a Sobel band is 3-4 pixels wide and misses faint interfaces beside strong ones.
 
@@ -33,9 +35,11 @@ from kneed import KneeLocator
 from scipy import ndimage
 
 from ebsdray.data._arrays import as_numpy
+from ebsdray.data.codec import ChannelCodec
 from ebsdray.data.symmetry import disorientation_deg
 
 _DERIVATIVE = np.array([-1.0, 0.0, 1.0])
+PERSISTENCE = 2  # pixels a PL step must persist (scratches are about 1.5 pixels wide)
 _SMOOTHING = np.array([1.0, 2.0, 1.0])
 
 
@@ -173,6 +177,43 @@ def pair_steps(images: Any) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.sqrt((np.diff(x, axis=a) ** 2).sum(axis=-3)) for a in (-2, -1))
 
 
+def persistent_steps(images: Any, span: int = PERSISTENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Steps across face-neighbour pairs that persist ``span`` pixels to either side.
+
+    A pair's step is the least of the steps from the pixel on one side to the pixel on the other
+    and to the ``span`` pixels beyond it, and the same from the other side: the step between two
+    regions at least ``span + 1`` pixels deep is kept whole, while a line at most ``span`` pixels
+    wide (a polishing scratch) steps back within the span and scores near zero. Image borders
+    repeat their edge pixels.
+
+    Parameters
+    ----------
+    images : (..., C, H, W).
+    span : how far a step must persist, pixels; 0 gives :func:`pair_steps`.
+
+    Returns
+    -------
+    (vertical, horizontal) as :func:`pair_steps`.
+    """
+    x = as_numpy(images, np.float64)
+    if x.ndim < 3:
+        raise ValueError(f"images must be (..., C, H, W); got shape {x.shape}")
+    out = []
+    for axis in (-2, -1):
+        n = x.shape[axis]
+        pad = [(0, 0)] * x.ndim
+        pad[axis] = (span, span)
+        p = np.pad(x, pad, mode="edge")
+
+        pairings = [(0, 1)] + [(0, 1 + w) for w in range(1, span + 1)]
+        pairings += [(-w, 1) for w in range(1, span + 1)]
+        # pixel i + k of the pairs (i, i + 1), i = 0..n - 2, is p[i + span + k] along the axis
+        at = {k: np.take(p, np.arange(n - 1) + span + k, axis=axis) for k in range(-span, span + 2)}
+        steps = [np.sqrt(((at[b] - at[a]) ** 2).sum(axis=-3)) for a, b in pairings]
+        out.append(np.minimum.reduce(steps))
+    return out[0], out[1]
+
+
 def local_maxima(vertical: np.ndarray, horizontal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pairs whose step is the largest of the three parallel pairs in a row across them.
 
@@ -200,41 +241,82 @@ def local_maxima(vertical: np.ndarray, horizontal: np.ndarray) -> tuple[np.ndarr
     return out[0], out[1]
 
 
-def pl_pair_edges(pl_samples: Any) -> dict[str, Any]:
+DARK_LEVEL = 2.0  # of the codec's mean training intensity; see shading_invariant
+
+
+def shading_invariant(pl_channels: Any, codec: ChannelCodec) -> np.ndarray:
+    """PL features that a change of brightness alone changes less than the channels.
+
+    Scratches and uneven illumination multiply a pixel's whole intensity stack by one factor;
+    grains differ in how the intensity varies with the stage angle (the c-axis sets its phase
+    and depth). Each pixel's decoded stack is therefore divided by its mean over the stage
+    angles plus a dark level (``DARK_LEVEL`` times the codec's mean training intensity): the
+    brighter the pixels, the more their steps measure the stack's shape; the darker, the more
+    they stay absolute, so that noise in dark grains is not amplified. A dark level well above
+    the mean intensity keeps the features about as robust to noise as the channels (where most
+    of the contrast between grains is brightness, dividing it out leaves mostly noise); halving
+    an average pixel's brightness then moves its features by 40 % instead of 50 %.
+
+    Parameters
+    ----------
+    pl_channels : (..., C_PL, H, W) PL channels.
+    codec : the channel codec that decodes them.
+
+    Returns
+    -------
+    (..., R, H, W) float64, R stage angles.
+    """
+    x = as_numpy(pl_channels, np.float64)
+    intensities = codec.decode_pl(np.moveaxis(x, -3, -1))  # (..., H, W, R)
+    level = np.maximum(intensities.mean(axis=-1, keepdims=True), 0.0)
+    dark = DARK_LEVEL * float(np.mean(codec.pl_mean))
+    return np.moveaxis(intensities / (level + dark), -1, -3)
+
+
+def pl_pair_edges(pl_samples: Any, codec: ChannelCodec) -> dict[str, Any]:
     """PL boundaries from the steps between neighbours of the posterior-mean PL.
 
     The mean over the K samples is the least noisy image of the section (the posterior mean), so
-    the boundary is read from it: a pair is an edge when it is a :func:`local_maxima` (where
-    exactly) and its step exceeds the :func:`elbow_threshold` of the local maxima's steps (edges
-    against grain interiors); both its pixels are boundary pixels. Each sample is cut
-    the same way at the same threshold for the per-sample maps whose mean is the boundary
-    confidence and whose variance is the boundary uncertainty.
+    the boundary is read from it, in two views: its channels and their
+    :func:`shading_invariant` features. In each view a pair is an edge when it is a
+    :func:`local_maxima` (where exactly) and its :func:`persistent_steps` step exceeds the
+    :func:`elbow_threshold` of the local maxima's steps (edges against grain interiors). A
+    boundary pair is an edge in both views, and both its pixels are boundary pixels: a scratch
+    or an illumination step stands out in the channels only, noise in dark grains in the
+    invariant features only. Each sample is cut the same way at the same thresholds for the
+    per-sample maps whose mean is the boundary confidence and whose variance is the boundary
+    uncertainty.
 
     Parameters
     ----------
     pl_samples : (K, C_PL, H, W) PL channels of K samples.
+    codec : the channel codec of the samples.
 
     Returns
     -------
     dict
-        ``boundary`` (H, W) bool; ``maps`` (K, H, W) float64 in {0, 1}; ``threshold`` (the step
-        threshold; ``inf`` when the mean PL is constant, and then no boundary).
+        ``boundary`` (H, W) bool; ``maps`` (K, H, W) float64 in {0, 1}; ``threshold`` (the
+        channels' step threshold; ``inf`` when the mean PL is constant, and then no boundary)
+        and ``invariant_threshold`` (the invariant features').
     """
     x = as_numpy(pl_samples, np.float64)
     if x.ndim != 4:
         raise ValueError(f"pl_samples must be (K, C_PL, H, W); got shape {x.shape}")
-
-    def cut(v: np.ndarray, h: np.ndarray, kv: np.ndarray, kh: np.ndarray) -> np.ndarray:
-        return pixel_evidence(kv & (v > threshold), kh & (h > threshold))
-
-    v, h = pair_steps(x.mean(axis=0))
-    kv, kh = local_maxima(v, h)
-    threshold = elbow_threshold(np.concatenate([v[kv], h[kh]]))
-    sv, sh = pair_steps(x)
+    boundary, maps, thresholds = np.array(True), np.array(1.0), []
+    for view in (x, shading_invariant(x, codec)):
+        v, h = persistent_steps(view.mean(axis=0))
+        kv, kh = local_maxima(v, h)
+        t = elbow_threshold(np.concatenate([v[kv], h[kh]]))
+        sv, sh = persistent_steps(view)
+        sv_max, sh_max = local_maxima(sv, sh)
+        boundary = boundary & (pixel_evidence(kv & (v > t), kh & (h > t)) > 0)
+        maps = maps * pixel_evidence(sv_max & (sv > t), sh_max & (sh > t))
+        thresholds.append(t)
     return {
-        "boundary": cut(v, h, kv, kh) > 0,
-        "maps": cut(sv, sh, *local_maxima(sv, sh)),
-        "threshold": threshold,
+        "boundary": boundary,
+        "maps": maps,
+        "threshold": thresholds[0],
+        "invariant_threshold": thresholds[1],
     }
 
 

@@ -165,7 +165,7 @@ def test_no_observed_ebsd_falls_back_to_pl(codec, section, make_samples):
     ref = aggregate(x, codec)
     assert out["boundary_source"] == ref["boundary_source"] == "pl"
     assert np.array_equal(out["boundary"], ref["boundary"])
-    maps = pl_pair_edges(x[:, 3:])["maps"]
+    maps = pl_pair_edges(x[:, 3:], codec)["maps"]
     assert np.allclose(out["uncertainty"]["boundary_variance"], maps.var(axis=0))
     assert out["boundary_threshold"] == ref["boundary_threshold"] < np.inf
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ebsdray.aggregate.boundaries import (
+    DARK_LEVEL,
     boundary_confidence,
     ebsd_edge_maps,
     edge_maps,
@@ -17,8 +18,10 @@ from ebsdray.aggregate.boundaries import (
     medoid_filter,
     pair_evidence,
     pair_steps,
+    persistent_steps,
     pl_pair_edges,
     ramp,
+    shading_invariant,
     sobel_magnitude,
     threshold_boundaries,
 )
@@ -182,12 +185,45 @@ def test_pl_pair_edges_mark_both_sides_of_each_interface(codec, section, make_sa
     clean samples (where the Sobel band's elbow fails), and better than Sobel under noise."""
     true = grain_boundaries(section.grain_ids)
     clean = make_samples(section, codec, 4, pl_noise=0.0)[:, 3:]
-    got = pl_pair_edges(clean)
+    got = pl_pair_edges(clean, codec)
     assert got["maps"].shape == (4, *true.shape) and set(np.unique(got["maps"])) <= {0.0, 1.0}
     assert chamfer(got["boundary"], true)["bidirectional"] < 0.01
     noisy = make_samples(section, codec, 8, pl_noise=0.05)[:, 3:]
-    c = chamfer(pl_pair_edges(noisy)["boundary"], true)
+    c = chamfer(pl_pair_edges(noisy, codec)["boundary"], true)
     sobel = chamfer(threshold_boundaries(boundary_confidence(noisy)), true)
     assert c["backward"] < 0.05 and c["bidirectional"] < 0.75 * sobel["bidirectional"]
-    flat = pl_pair_edges(np.ones((2, 4, 8, 8)))
+    flat = pl_pair_edges(np.ones((2, codec.pl_channels, 8, 8)), codec)
     assert flat["threshold"] == np.inf and not flat["boundary"].any() and not flat["maps"].any()
+
+
+def test_persistent_steps_drop_thin_lines_and_keep_steps():
+    """A line up to ``span`` pixels wide steps back within the span and scores 0; the step
+    between two regions deeper than the span keeps its full height, in both directions."""
+    profile = np.zeros(16)
+    profile[8:] = 1.0  # a step between columns 7 and 8
+    profile[2] = 0.5  # a line 1 pixel wide
+    profile[4:6] = -0.5  # a line 2 pixels wide
+    img = np.broadcast_to(profile, (1, 6, 16)).copy()  # (C, H, W)
+    _, horizontal = persistent_steps(img, span=2)
+    expected = np.zeros(15)
+    expected[7] = 1.0
+    np.testing.assert_allclose(horizontal, np.broadcast_to(expected, (6, 15)), atol=1e-12)
+    vertical, _ = persistent_steps(np.swapaxes(img, 1, 2), span=2)
+    np.testing.assert_allclose(vertical, np.broadcast_to(expected[:, None], (15, 6)), atol=1e-12)
+    raw = pair_steps(img)[1]
+    assert np.allclose(persistent_steps(img, span=0)[1], raw) and raw[0, 1] == 0.5
+
+
+def test_shading_invariant_features_change_less_than_the_brightness(codec, section):
+    """Halving an average pixel's brightness moves its features by 40 %, not 50 %; the brighter
+    the pixel, the less."""
+    stacks = codec.decode_pl(np.moveaxis(section.channels[3:], 0, -1))  # (H, W, R)
+    half = np.moveaxis(codec.encode_pl(0.5 * stacks), -1, 0)
+    f, g = shading_invariant(section.channels[3:], codec), shading_invariant(half, codec)
+    assert f.shape == (len(codec.stage_angles_deg), *section.grain_ids.shape)
+    change = np.linalg.norm(g - f, axis=0) / np.linalg.norm(f, axis=0)
+    level = stacks.mean(axis=-1) / (DARK_LEVEL * codec.pl_mean.mean())
+    np.testing.assert_allclose(change, 1 - 0.5 * (level + 1) / (0.5 * level + 1), atol=1e-6)
+    at_mean = np.abs(stacks.mean(axis=-1) / codec.pl_mean.mean() - 1) < 0.1
+    assert at_mean.any() and np.allclose(change[at_mean], 0.4, atol=0.03)
+    assert change.max() < 0.5

@@ -119,8 +119,10 @@ def test_ebsd_baselines_from_channels(codec, section):
 
 
 def test_sobel_baseline_is_the_sobel_route_with_one_sample(codec, section):
-    """The baseline is Sobel + elbow on the observation itself (design.md's PL route with K = 1);
-    the model's own PL route on the same single image marks the interfaces more tightly."""
+    """The baseline is Sobel + elbow on the observation itself (design.md's PL route with K = 1).
+    On a clean image the model's own PL route marks the two pixels of each interface, where a
+    Sobel band is 3-4 pixels wide. (On one noisy image it is no better than Sobel; it is made
+    for the posterior mean of K samples.)"""
     ids, q = section
     true = grain_boundaries(ids)
     pl = codec.encode_section(q)[3:]
@@ -131,5 +133,6 @@ def test_sobel_baseline_is_the_sobel_route_with_one_sample(codec, section):
     assert np.array_equal(base["boundary"], threshold_boundaries(p))
     sobel = chamfer(base["boundary"], true)["bidirectional"]
     assert sobel < 2.0
-    agg = aggregate(noisy[None], codec, variant="pl")
-    assert chamfer(agg["boundary"], true)["bidirectional"] < sobel
+    clean_sobel = chamfer(sobel_baseline(pl)["boundary"], true)["bidirectional"]
+    agg = aggregate(pl[None], codec, variant="pl")
+    assert chamfer(agg["boundary"], true)["bidirectional"] < 0.1 * clean_sobel
