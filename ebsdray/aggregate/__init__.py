@@ -1,4 +1,4 @@
-"""Reconstruction set (K posterior samples of one section) -> task outputs (design.md section 7).
+"""Reconstruction set (K posterior samples of one section) -> task outputs.
 
 Pure functions of arrays: no I/O, no Ray, no MLflow. Numpy arrays or torch tensors in, numpy out::
 
@@ -350,8 +350,7 @@ def _grains(
     labels = g["labels"]
     if pl_mean is not None:
         # The observations place a border only to within their spacing; the PL sees it
-        # wherever the c-axes differ (tuning sections, K = 8, Chamfer at 1/16:
-        # 0.14-0.37 -> 0.05-0.17; at 1/4: 0.06-0.11 -> 0.01-0.04).
+        # wherever the c-axes differ.
         labels = refine_borders(labels, pl_mean, fixed=m)
     q = g["grain_quaternions"][labels]
     if q_obs is not None and m is not None:

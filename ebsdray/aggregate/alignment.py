@@ -1,4 +1,4 @@
-"""Per-observation alignment MLP for EBSD super-resolution (design.md section 7).
+"""Per-observation alignment MLP for EBSD super-resolution.
 
 A small residual MLP ``c -> c + f(c)`` on the 3 EBSD channels is fitted, for one observation, to map
 the reconstructed channels at the observed pixels onto the observed values, and is then applied to

@@ -1,4 +1,4 @@
-"""Baselines the model is compared against (design.md section 7 and issue 4).
+"""Baselines the model is compared against.
 
 - Boundaries: Sobel directly on the observed PL channels, with the aggregator's normalization and
   elbow threshold (the aggregation of a single "sample", the observation itself).

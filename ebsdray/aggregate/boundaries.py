@@ -1,6 +1,6 @@
 """Grain boundaries from a reconstruction set: PL edges and EBSD disorientation evidence.
 
-Sobel route (design.md section 7, the baseline): the Sobel gradient magnitude over the PL
+Sobel route (the paper's, and the baseline): the Sobel gradient magnitude over the PL
 channels (root-sum-square over channels), min-max normalized to [0, 1] and cut at the elbow of its
 sorted values (``kneed``); on the observed PL it is the Sobel baseline.
 
@@ -18,8 +18,7 @@ as the ground truth is. The mean over K is the probability P that a pixel lies o
 strict majority (P > 0.5) makes it one. PL cannot see two grains whose c-axes agree (PL depends on
 the c-axis only); their disorientation can. Each sample is first denoised by a 3 x 3 medoid
 (:func:`medoid_filter`): without it a single speckled pixel marks a cross of five, and per-pixel
-noise of 2 degrees rms per axis puts most interior pairs of one sample beyond 5 degrees (64 x 64,
-K = 8: Chamfer 6.0 raw, 0.02 filtered).
+noise of 2 degrees rms per axis puts most interior pairs of one sample beyond 5 degrees.
 
 :func:`ebsdray.aggregate.aggregate` draws the final boundary map from this evidence as the borders
 of the grain-consistent segmentation (:mod:`ebsdray.aggregate.grains`); the figures are in

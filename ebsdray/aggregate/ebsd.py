@@ -1,4 +1,4 @@
-"""EBSD super-resolution and its uncertainty from a reconstruction set (design.md section 7).
+"""EBSD super-resolution and its uncertainty from a reconstruction set.
 
 Two means of the K samples are offered:
 

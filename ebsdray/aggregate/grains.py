@@ -12,17 +12,13 @@
 4. Each grain takes one orientation: the robust mean of its observed EBSD pixels when it has any,
    else the robust mean of the per-pixel posterior mean over its pixels.
 
-Mean disorientation to the truth (degrees), 64 x 64 sections, samples of the shipped multimodal
-model, EBSD grid 1/16 (1/4), per-pixel mean -> this module; in brackets the same steps 2-4 after
-another segmentation: flood fill of the per-pixel mean at 5 degrees
-(:func:`ebsdray.io.segmentation.segment_grains`) / connected components of the non-boundary
-pixels of the EBSD boundary map:
+5. Borders between grains of different c-axes move to where the posterior-mean PL puts them
+   (:func:`refine_borders`): between observations the samples place a border only to within the
+   observation spacing, the PL to the pixel.
 
-- K = 4, two validation sections: 7.02 -> 2.68 (3.48 / 5.47) and 5.44 -> 1.98 (2.44 / 3.55);
-  at 1/4: 4.55 -> 1.46 (1.76 / 2.82) and 3.85 -> 0.85 (1.18 / 1.81).
-- K = 8, macrozone and uniform sections: 15.9 -> 3.0 (15.2 / 3.9) and 16.7 -> 3.4 (15.0 / 6.3).
-  These samples honour the observed pixels (0.3 deg) but their neighbours one pixel away are
-  16 deg off: every observation is an island of the mean, which flood fill keeps to itself.
+Why pair probabilities and not a flood fill of the per-pixel mean: the samples honour the observed
+pixels, but one pixel away they can be far off, so every observation is an island of the mean,
+which a flood fill keeps to itself (``bench/quality_report.py`` measures the result).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Test-time corruptions of PL image stacks: the troubles of real data (design.md section 4).
+"""Test-time corruptions of PL image stacks: the troubles of real data.
 
 Layout: images ``(..., H, W, R)``, stage angle last, as :func:`ebsdray.data.pl.pl_intensities`
 returns for a section (``(H, W, R)``). A 2-D image ``(H, W)`` works too: pass it as

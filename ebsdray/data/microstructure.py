@@ -1,6 +1,6 @@
 """Synthetic alpha-Ti polycrystals: 3-D Laguerre-Voronoi grains with lognormal sizes and textures.
 
-The stand-in for DREAM.3D (see ``design.md`` section 4), numpy + scipy only::
+The stand-in for DREAM.3D, numpy + scipy only::
 
     vol = synthetic_volume((64, 256, 256), seed=3, texture={"kind": "macrozones"})
     vol.grain_ids      # (64, 256, 256) int32, 1..G

@@ -1,8 +1,7 @@
 """Polarized-light (PL) forward model of alpha-Ti and a simple camera model.
 
 Normal-incidence reflection from a uniaxial crystal between a polarizer and an analyzer uncrossed
-by ``delta`` (Lekner 1992 + Mueller calculus, the chain of EMsoftOO's CPLM programs; design.md
-section 4). With the c-axis in the sample frame ``d = g^T z``, ``cos(theta_c) = |d_z|``,
+by ``delta`` (Lekner 1992 + Mueller calculus, the chain of EMsoftOO's CPLM programs). With the c-axis in the sample frame ``d = g^T z``, ``cos(theta_c) = |d_z|``,
 ``gamma0 = atan2(d_y, d_x)`` and stage angle ``omega``, ``gamma = gamma0 + omega``::
 
     n_o = sqrt(eps_o),  n_e = sqrt(eps_o eps_e / (eps_o + (eps_e - eps_o) cos^2 theta_c))

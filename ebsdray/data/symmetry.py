@@ -70,7 +70,7 @@ def reduce_to_fundamental_zone(q: torch.Tensor) -> torch.Tensor:
 def disorientation_deg(q1: torch.Tensor, q2: torch.Tensor) -> torch.Tensor:
     """Disorientation angle in degrees between orientations ``q1`` and ``q2`` under 622.
 
-    Closed form (design.md section 8): with ``M = q1 * conj(q2)`` (Hamilton) and
+    Closed form: with ``M = q1 * conj(q2)`` (Hamilton) and
     ``m1 = max(|M0|, |M3|)``, ``m4 = min(|M0|, |M3|)``, ``m2 = max(|M1|, |M2|)``,
     ``m3 = min(|M1|, |M2|)``, the best scalar part over the 12 equivalents ``s * M`` is
     ``t = max(m1, m2, (sqrt3/2) m1 + m4/2, (sqrt3/2) m2 + m3/2)``, and the angle is

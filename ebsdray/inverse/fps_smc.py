@@ -1,4 +1,4 @@
-"""FPS-SMC posterior sampling (Dou & Song, ICLR 2024) for ``y = m * (x + n)`` (design.md §6).
+"""FPS-SMC posterior sampling (Dou & Song, ICLR 2024) for ``y = m * (x + n)``.
 
 K independent runs (one posterior sample each) x M particles move together through the levels of
 a respaced chain, with one network call per step for all K M particles (chunked to

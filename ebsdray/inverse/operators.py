@@ -1,4 +1,4 @@
-"""Observation operators for the multimodal inpainting problem ``y = m * (x + n)`` (design.md §6).
+"""Observation operators for the multimodal inpainting problem ``y = m * (x + n)``.
 
 ``x`` is a section in network channels ``[ebsd(E) | pl(P)]`` (``(C, H, W)``, C = E + P, every
 channel scaled to [-1, 1] by the codec), ``m`` a per-channel 0/1 mask and ``n`` Gaussian noise with

@@ -1,4 +1,4 @@
-"""Denoise sections larger than the model window with overlapping tiles (design.md §6).
+"""Denoise sections larger than the model window with overlapping tiles.
 
 :class:`TiledDenoiser` wraps a window-sized network into a denoiser for any ``H, W >= window``:
 at every call (i.e. every sampler step) it cuts ``x_t`` into overlapping ``window x window`` tiles

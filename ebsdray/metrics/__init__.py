@@ -1,4 +1,4 @@
-"""Metrics of the task outputs against ground truth (design.md section 8); the baselines they
+"""Metrics of the task outputs against ground truth; the baselines they
 are compared with live in :mod:`ebsdray.aggregate.baselines`.
 
 Pure functions of arrays (numpy arrays or torch tensors in, floats or numpy out)::

@@ -1,7 +1,7 @@
 """Grain-boundary metrics on rasters: ground truth from grain ids, Chamfer distances, blurred BCE.
 
-Definitions follow design.md section 8. Boundary maps are boolean images ``(H, W)``; a boundary
-pixel stands for the point at its (row, column) coordinates, in pixel units.
+Boundary maps are boolean images ``(H, W)``; a boundary pixel stands for the point at its (row,
+column) coordinates, in pixel units.
 
 Chamfer has pytorch3d's semantics (``pytorch3d.loss.chamfer_distance`` with squared Euclidean
 distances, ``point_reduction="mean"``) for the two point sets "predicted boundary pixels" and
@@ -133,7 +133,7 @@ def blurred_bce(
     ----------
     confidence : (H, W) boundary confidence P in [0, 1].
     true_mask : (H, W) bool true boundaries; blurred by :func:`blurred_target`.
-    sigma, radius : the blur (design.md: sigma 3, radius 5).
+    sigma, radius : the blur (the task's definition: sigma 3, radius 5).
     valid : optional (H, W) bool; the mean runs over these pixels only.
     eps : P is clipped to ``[eps, 1 - eps]`` so the logarithms stay finite.
 
