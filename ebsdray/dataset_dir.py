@@ -4,9 +4,9 @@ Layout of a dataset directory::
 
     <data_dir>/
       manifest.json         the generation config, the codec, and every store (relative), by split
-      train/<name>.zarr     ebsdray volume stores (see ebsdray.io.volume_store), with
-      val/<name>.zarr         channels/ebsd (D, 3, H, W) and channels/pl (D, C_PL, H, W)
-      test/<name>.zarr        of the sections along D, and the codec in their attributes
+      train/<name>.zarr     ebsdray volume stores (see ebsdray.io.volume_store), with the
+      val/<name>.zarr         codec in their attributes (training encodes the orientations
+      test/<name>.zarr        into model channels on the fly)
       quicklook.png         one section of each split: grains, EBSD, PL, PCA channels
 """
 
@@ -52,17 +52,6 @@ def fit_codec(
             q_frame = transform_orientations(q[sel].astype(np.float64), frame.frame_rotation())
             stacks.append(pl_intensities(q_frame, angles))
     return ChannelCodec.fit(np.concatenate(stacks), angles, **fit_options)
-
-
-def section_channels(volume: Volume, codec: ChannelCodec) -> dict[str, np.ndarray]:
-    """Channels of every section along D: ``ebsd`` (D, 3, H, W) and ``pl`` (D, C_PL, H, W)."""
-    grain_quats = volume.uniform_grain_quaternions()
-    if grain_quats is not None:  # encode each grain once, then gather
-        table = codec.encode_section(grain_quats[None])[:, 0]  # (C, G + 1)
-        chans = np.moveaxis(table[:, volume.grain_ids], 0, 1)
-    else:
-        chans = np.stack([codec.encode_section(q.astype(np.float64)) for q in volume.quaternions])
-    return {"ebsd": chans[:, :3], "pl": chans[:, 3:]}
 
 
 def _volume_options(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -125,7 +114,6 @@ def generate_dataset(
         path = write_volume(
             volume,
             data_dir / split / f"{name}.zarr",
-            channels=section_channels(volume, codec),
             attrs={"codec": codec.to_dict(), "split": split, "name": name},
             overwrite=overwrite,
         )
@@ -155,13 +143,12 @@ def write_quicklook(manifest: Mapping[str, Any], data_dir: Path) -> Path:
         i = len(store) // 2
         section = store.section(i)
         q = section.quaternions[0].astype(np.float64)
-        chans = np.concatenate([store.channels("ebsd", i), store.channels("pl", i)])
         rows.append(
             {
                 "title": f"{split}: {Path(paths[0]).stem} z={i}",
                 "grain_ids": section.grain_ids[0],
                 "quaternions": q,
-                "channels": chans,
+                "channels": codec.encode_section(q),
                 "intensities": pl_intensities(q, codec.stage_angles_deg),
                 "stage_angles_deg": codec.stage_angles_deg,
             }

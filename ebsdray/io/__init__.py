@@ -7,7 +7,6 @@ from ebsdray.io.segmentation import segment_grains
 from ebsdray.io.volume_store import (
     VolumeStore,
     open_volume,
-    read_channels,
     read_volume,
     volume_attrs,
     write_volume,
@@ -17,7 +16,6 @@ __all__ = [
     "VolumeStore",
     "example_ebsd_map_path",
     "open_volume",
-    "read_channels",
     "read_ebsd_map",
     "read_pl_stack",
     "read_volume",

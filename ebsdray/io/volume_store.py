@@ -1,4 +1,4 @@
-"""The project's zarr volume layout: ground truth and derived channels, one chunk per section.
+"""The project's zarr volume layout: ground truth (and measured data), one chunk per section.
 
 Layout (zarr format 3, a directory store; ``D`` sections of ``H x W`` pixels)::
 
@@ -7,9 +7,6 @@ Layout (zarr format 3, a directory store; ``D`` sections of ``H x W`` pixels)::
       quaternions           (D, H, W, 4)     float32  chunks (1, H, W, 4)     dims (z, y, x, q)
       valid                 (D, H, W)        bool     chunks (1, H, W)        dims (z, y, x)
       grain_quaternions     (G + 1, 4)       float64  one chunk               optional
-      channels/             group of derived model channels (optional, any names)
-        ebsd                (D, 3, H, W)     float32  chunks (1, 3, H, W)     dims (z, c, y, x)
-        pl                  (D, C_PL, H, W)  float32  chunks (1, C_PL, H, W)  dims (z, c, y, x)
       measured/             what a microscope measured (ingested real data only; attribute
                             stage_angles_deg (R,))
         pl_intensities      (D, H, W, R)     float32  chunks (1, H, W, R)     dims (z, y, x, r)
@@ -23,7 +20,10 @@ Group attributes: ``format = "ebsdray-volume"``, ``format_version`` (1; 2 for st
 ``measured/``, so that an ebsdray without measured support refuses them rather than simulating
 their observation from the measured EBSD), ``ebsdray_version``, then the volume's own ``attrs``
 (generation config, source file, step size, ...) and finally the ``attrs`` given to
-:func:`write_volume` (e.g. the channel codec's dict), later keys winning.
+:func:`write_volume` (e.g. the channel codec's dict), later keys winning. Stores written by earlier
+ebsdray versions may also hold a ``channels/`` group of derived model channels; readers ignore it
+(the channels are derived from ``quaternions`` with the codec in the attributes), so the format
+version did not change.
 
 Why this shape: every per-section array has exactly one chunk per section, so a section is one
 read per array, and parallel writers (one per section) never share a chunk (sharded chunks shared
@@ -44,7 +44,6 @@ import os
 import shutil
 import uuid
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,23 +120,6 @@ def _check_target(path: Path, overwrite: bool) -> None:
         )
 
 
-def _channel_arrays(
-    channels: dict[str, np.ndarray] | None, shape: tuple[int, int, int]
-) -> dict[str, np.ndarray]:
-    d, h, w = shape
-    out: dict[str, np.ndarray] = {}
-    for name, arr in (channels or {}).items():
-        if not name or "/" in name or name.startswith("."):
-            raise ValueError(f"channel name {name!r} must be a plain name (no '/', not hidden)")
-        arr = np.asarray(arr)
-        if arr.ndim != 4 or arr.shape[0] != d or arr.shape[2:] != (h, w):
-            raise ValueError(
-                f"channels[{name!r}] must be (D, C, H, W) = ({d}, C, {h}, {w}); got {arr.shape}"
-            )
-        out[name] = arr
-    return out
-
-
 def _measured_arrays(root: zarr.Group, volume: Volume) -> dict[str, zarr.Array]:
     """Empty ``measured/`` arrays (one chunk per section) for a volume of real data, else none."""
     m = volume.measured
@@ -166,9 +148,7 @@ def _measured_arrays(root: zarr.Group, volume: Volume) -> dict[str, zarr.Array]:
     return {"measured/pl_intensities": pl, "measured/ebsd_observed": observed}
 
 
-def _write_store(
-    path: Path, volume: Volume, channels: dict[str, np.ndarray], attrs: dict[str, Any]
-) -> None:
+def _write_store(path: Path, volume: Volume, attrs: dict[str, Any]) -> None:
     d, h, w = volume.shape
     root = zarr.open_group(path, mode="w-")
     root.attrs.update(attrs)
@@ -193,22 +173,10 @@ def _write_store(
             dimension_names=["grain", "q"],
         )
     arrays |= _measured_arrays(root, volume)
-    group = root.create_group("channels")
-    for name, arr in channels.items():
-        c = arr.shape[1]
-        arrays[f"channels/{name}"] = group.create_array(
-            name,
-            shape=(d, c, h, w),
-            dtype="float32",
-            chunks=(1, c, h, w),
-            fill_value=0.0,
-            dimension_names=["z", "c", "y", "x"],
-        )
     sources = {
         "grain_ids": volume.grain_ids,
         "quaternions": volume.quaternions,
         "valid": volume.valid,
-        **{f"channels/{n}": a for n, a in channels.items()},
     }
     if volume.measured is not None:
         sources["measured/pl_intensities"] = volume.measured.pl_intensities
@@ -227,11 +195,10 @@ def write_volume(
     volume: Volume,
     path: PathLike,
     *,
-    channels: dict[str, np.ndarray] | None = None,
     attrs: dict[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a volume (and optional derived channels) as an ebsdray zarr store.
+    """Write a volume as an ebsdray zarr store.
 
     Parameters
     ----------
@@ -242,8 +209,6 @@ def write_volume(
         (stored under ``measured/``).
     path : str or Path
         Target directory (conventionally ``*.zarr``); parents are created.
-    channels : dict of name -> (D, C, H, W) array, optional
-        Derived channels, stored float32 under ``channels/<name>``.
     attrs : dict, optional
         Extra group attributes merged over ``volume.attrs`` (e.g. the channel codec's dict).
     overwrite : bool
@@ -264,7 +229,6 @@ def write_volume(
     """
     path = _resolve(path)
     _check_target(path, overwrite)
-    chans = _channel_arrays(channels, volume.shape)
     merged = {**_jsonable(volume.attrs, "volume.attrs"), **_jsonable(attrs or {}, "attrs")}
     version = FORMAT_VERSION if volume.measured is None else MEASURED_FORMAT_VERSION
     merged.update(format=FORMAT_NAME, format_version=version, ebsdray_version=ebsdray_version())
@@ -272,7 +236,7 @@ def write_volume(
     tag = uuid.uuid4().hex[:8]
     tmp = path.parent / f".{path.name}.partial-{tag}"
     try:
-        _write_store(tmp, volume, chans, merged)
+        _write_store(tmp, volume, merged)
         if path.exists():
             # Move the old store aside first, so a failure here can put it back intact.
             old = path.parent / f".{path.name}.old-{tag}"
@@ -338,20 +302,6 @@ def read_volume(path: PathLike) -> Volume:
     return open_volume(path).read()
 
 
-def read_channels(
-    path: PathLike, name: str, sections: int | slice | Sequence[int] | None = None
-) -> np.ndarray:
-    """Read derived channels ``channels/<name>``.
-
-    Parameters
-    ----------
-    sections : None, int, slice or sequence of ints
-        None: all sections, (D, C, H, W); an int: one section, (C, H, W); a slice or sequence:
-        (n, C, H, W).
-    """
-    return open_volume(path).read_channels(name, sections)
-
-
 class VolumeStore:
     """Lazy, read-only view of an ebsdray volume store that reads one section at a time.
 
@@ -381,14 +331,7 @@ class VolumeStore:
         return self.shape[0]
 
     def __repr__(self) -> str:
-        return f"VolumeStore({str(self.path)!r}, shape={self.shape}, channels={self.channel_names})"
-
-    @property
-    def channel_names(self) -> list[str]:
-        """Names of the derived channel arrays under ``channels/``."""
-        if "channels" not in self.root:
-            return []
-        return sorted(self.root["channels"].array_keys())
+        return f"VolumeStore({str(self.path)!r}, shape={self.shape})"
 
     def _index(self, i: int) -> int:
         d = self.shape[0]
@@ -439,34 +382,6 @@ class VolumeStore:
             **self._grain_table(),
             **self._measured(slice(None)),
         )
-
-    def _channel_array(self, name: str) -> zarr.Array:
-        if name not in self.channel_names:
-            raise KeyError(
-                f"no channels {name!r} in {self.path}; available: {self.channel_names or 'none'}"
-            )
-        return self.root["channels"][name]
-
-    def channels(self, name: str, i: int) -> np.ndarray:
-        """Derived channels ``name`` of section ``i``, (C, H, W) float32."""
-        return self._channel_array(name)[self._index(i)]
-
-    def read_channels(
-        self, name: str, sections: int | slice | Sequence[int] | None = None
-    ) -> np.ndarray:
-        """See :func:`read_channels`."""
-        arr = self._channel_array(name)
-        if sections is None:
-            return arr[:]
-        if isinstance(sections, int | np.integer):
-            return arr[self._index(int(sections))]
-        if isinstance(sections, slice):
-            return arr[sections]
-        idx = [self._index(int(s)) for s in sections]
-        c, h, w = arr.shape[1:]
-        if not idx:
-            return np.empty((0, c, h, w), dtype=arr.dtype)
-        return np.stack([arr[s] for s in idx])
 
 
 def open_volume(path: PathLike) -> VolumeStore:

@@ -14,7 +14,6 @@ from ebsdray.io import volume_store
 from ebsdray.io.volume_store import (
     FORMAT_VERSION,
     open_volume,
-    read_channels,
     read_volume,
     volume_attrs,
     write_volume,
@@ -33,17 +32,9 @@ def _volume(seed: int = 0) -> Volume:
     return Volume(ids, q, valid, attrs)
 
 
-def _channels(seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed + 1)
-    return {
-        "ebsd": rng.uniform(-1, 1, (D, 3, H, W)).astype(np.float32),
-        "pl": rng.uniform(-1, 1, (D, 5, H, W)),
-    }
-
-
 def test_round_trip(tmp_path):
-    vol, ch = _volume(), _channels()
-    path = write_volume(vol, tmp_path / "v.zarr", channels=ch, attrs={"codec": {"scale": [1, 2]}})
+    vol = _volume()
+    path = write_volume(vol, tmp_path / "v.zarr", attrs={"codec": {"scale": [1, 2]}})
     assert path.is_absolute() and path == (tmp_path / "v.zarr").resolve()
     back = read_volume(str(path))
     np.testing.assert_array_equal(back.grain_ids, vol.grain_ids)
@@ -51,11 +42,7 @@ def test_round_trip(tmp_path):
     assert back.grain_ids.dtype == np.int32 and back.valid.dtype == bool
     assert back.quaternions.dtype == np.float32
     np.testing.assert_array_equal(back.quaternions, vol.quaternions.astype(np.float32))
-    np.testing.assert_array_equal(read_channels(path, "ebsd"), ch["ebsd"])
-    np.testing.assert_array_equal(read_channels(path, "pl"), ch["pl"].astype(np.float32))
-    np.testing.assert_array_equal(read_channels(path, "pl", 2), ch["pl"][2].astype(np.float32))
-    np.testing.assert_array_equal(read_channels(path, "pl", [3, 1]), ch["pl"][[3, 1]].astype("f4"))
-    np.testing.assert_array_equal(read_channels(path, "ebsd", slice(1, 3)), ch["ebsd"][1:3])
+    assert sorted(zarr.open_group(path, mode="r").keys()) == ["grain_ids", "quaternions", "valid"]
 
 
 def test_grain_table_round_trip(tmp_path):
@@ -85,15 +72,13 @@ def test_attributes_round_trip(tmp_path):
 
 
 def test_one_chunk_per_section_and_consolidated(tmp_path):
-    path = write_volume(_volume(), tmp_path / "v.zarr", channels=_channels())
+    path = write_volume(_volume(), tmp_path / "v.zarr")
     root = zarr.open_group(path, mode="r")
     assert root.metadata.consolidated_metadata is not None
     expected = {
         "grain_ids": (1, H, W),
         "quaternions": (1, H, W, 4),
         "valid": (1, H, W),
-        "channels/ebsd": (1, 3, H, W),
-        "channels/pl": (1, 5, H, W),
     }
     for name, chunks in expected.items():
         arr = root[name]
@@ -103,23 +88,52 @@ def test_one_chunk_per_section_and_consolidated(tmp_path):
 
 
 def test_lazy_store_reads_sections(tmp_path):
-    vol, ch = _volume(), _channels()
-    store = open_volume(write_volume(vol, tmp_path / "v.zarr", channels=ch))
+    vol = _volume()
+    store = open_volume(write_volume(vol, tmp_path / "v.zarr"))
     assert store.shape == (D, H, W) and len(store) == D
-    assert store.channel_names == ["ebsd", "pl"]
     assert store.attrs["generator"]["seed"] == 0
     sec = store.section(-1)
     assert sec.shape == (1, H, W)
     np.testing.assert_array_equal(sec.grain_ids[0], vol.grain_ids[-1])
     np.testing.assert_array_equal(sec.valid[0], vol.valid[-1])
-    np.testing.assert_array_equal(store.channels("ebsd", 1), ch["ebsd"][1])
     # Picklable for Ray workers / DataLoader processes, reopening lazily.
     clone = pickle.loads(pickle.dumps(store))
-    np.testing.assert_array_equal(clone.channels("pl", 2), ch["pl"][2].astype(np.float32))
+    np.testing.assert_array_equal(clone.section(2).grain_ids[0], vol.grain_ids[2])
     with pytest.raises(IndexError, match="out of range"):
         store.section(D)
-    with pytest.raises(KeyError, match="available"):
-        store.channels("nope", 0)
+
+
+@pytest.mark.filterwarnings("ignore:Consolidated metadata")
+def test_old_store_with_channels_group_still_opens(tmp_path):
+    """Earlier versions wrote derived model channels under ``channels/``: still read, ignored."""
+    vol = _volume()
+    path = write_volume(vol, tmp_path / "v.zarr", attrs={"codec": {"scale": [1, 2]}})
+    root = zarr.open_group(path, mode="r+", use_consolidated=False)
+    group = root.create_group("channels")
+    for name, c in (("ebsd", 3), ("pl", 5)):
+        arr = group.create_array(
+            name,
+            shape=(D, c, H, W),
+            dtype="float32",
+            chunks=(1, c, H, W),
+            fill_value=0.0,
+            dimension_names=["z", "c", "y", "x"],
+        )
+        arr[:] = np.random.default_rng(c).uniform(-1, 1, (D, c, H, W))
+    zarr.consolidate_metadata(path)
+    assert "channels/pl" in zarr.open_group(path, mode="r")
+    store = open_volume(path)
+    assert store.shape == (D, H, W) and store.format_version == FORMAT_VERSION
+    assert store.attrs["codec"] == {"scale": [1, 2]}
+    back = read_volume(path)
+    np.testing.assert_array_equal(back.grain_ids, vol.grain_ids)
+    np.testing.assert_array_equal(back.quaternions, vol.quaternions.astype(np.float32))
+    np.testing.assert_array_equal(back.valid, vol.valid)
+    np.testing.assert_array_equal(store.section(1).quaternions[0], back.quaternions[1])
+    # Re-writing an old store drops its channels and keeps the rest.
+    again = write_volume(back, tmp_path / "w.zarr")
+    assert "channels" not in zarr.open_group(again, mode="r")
+    np.testing.assert_array_equal(read_volume(again).grain_ids, vol.grain_ids)
 
 
 def test_refuses_overwrite_and_keeps_existing(tmp_path):
@@ -174,8 +188,6 @@ def test_clear_read_errors(tmp_path):
     with pytest.raises(ValueError, match="not an ebsdray volume store"):
         open_volume(tmp_path / "other.zarr")
     path = write_volume(_volume(), tmp_path / "v.zarr")
-    with pytest.raises(KeyError, match="none"):
-        read_channels(path, "ebsd")
     zarr.open_group(path, mode="r+", use_consolidated=False).attrs["format_version"] = 99
     zarr.consolidate_metadata(path)
     with pytest.raises(ValueError, match="newer"):
@@ -184,10 +196,6 @@ def test_clear_read_errors(tmp_path):
 
 def test_bad_inputs(tmp_path):
     vol = _volume()
-    with pytest.raises(ValueError, match=r"\(D, C, H, W\)"):
-        write_volume(vol, tmp_path / "a.zarr", channels={"pl": np.zeros((D, 2, H, W + 1))})
-    with pytest.raises(ValueError, match="plain name"):
-        write_volume(vol, tmp_path / "b.zarr", channels={"a/b": np.zeros((D, 2, H, W))})
     with pytest.raises(TypeError, match="JSON"):
         write_volume(vol, tmp_path / "c.zarr", attrs={"fn": print})
     assert not any(tmp_path.iterdir())
