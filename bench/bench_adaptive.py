@@ -36,7 +36,7 @@ def main() -> None:
     model = ebsdray.load_model("multimodal")
     vol = ebsdray.synthetic_volume((a.sections, a.size, a.size), seed=4242, grain_size=10)
     obs = ebsdray.observe(vol, ebsd_fraction=a.fraction, pattern="grid", pl_noise=0.05, seed=1)
-    common = {"steps": a.steps, "particles": a.particles}
+    common = {"sampler": ebsdray.SamplerSpec(steps=a.steps, particles=a.particles)}
     budgets = {"fixed K=16": ebsdray.Budget(samples=16, **common)}
     for tol in a.tolerances:
         budgets[f"adaptive tol={tol:g}"] = ebsdray.Budget(

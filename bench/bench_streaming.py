@@ -39,7 +39,7 @@ def one(sections: int, size: int) -> dict:
         ebsdray.reconstruct(
             obs,
             model,
-            ebsdray.Budget(samples=2, steps=4, particles=1),
+            ebsdray.Budget(samples=2, sampler=ebsdray.SamplerSpec(steps=4, particles=1)),
             replicas=2,
             output_dir=f"{out}/run",
             keep_samples=True,

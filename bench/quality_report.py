@@ -23,7 +23,6 @@ import argparse
 import json
 import platform
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
@@ -177,7 +176,8 @@ def main() -> None:
                 pm, _, _ = reconstruct(models["pl"], vol, setting, budget, a.seed)
                 row["pl_model_chamfer"] = pm["chamfer"]
             if setting[1] == 0.0625:
-                paper = replace(budget, sampler="fps_smc", steps=50, particles=4, samples=2)
+                fps = ebsdray.SamplerSpec("fps_smc", steps=50, particles=4)
+                paper = ebsdray.Budget(samples=2, sampler=fps)
                 _, _, row["fps_smc_s_per_sample"] = reconstruct(
                     models["multimodal"], vol, setting, paper, a.seed
                 )
@@ -202,10 +202,10 @@ def main() -> None:
 
 
 def markdown(report: dict) -> str:
-    b = report["budget"]
+    b, s = report["budget"], report["budget"]["sampler"]
     lines = [
-        f"Budget: {b['sampler']}, K = {b['samples']}, N = {b['steps']}, warm start t = "
-        f"{b['warm_start_t']}, guidance EBSD {b['ebsd_guidance']} / PL {b['pl_guidance']}; "
+        f"Budget: {s['name']}, K = {b['samples']}, N = {s['steps']}, warm start t = "
+        f"{s['warm_start_t']}, guidance EBSD {s['ebsd_guidance']} / PL {s['pl_guidance']}; "
         f"fp32, {report['threads']} threads; {report['seconds'] / 60:.0f} min in all"
         + (
             f" (rows of {', '.join(report['rerun']['data'])} rerun with "

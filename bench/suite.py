@@ -53,7 +53,7 @@ import bench_model
 
 import ebsdray
 from ebsdray.metrics import chamfer, grain_boundaries
-from ebsdray.posterior import Budget, merge_section, sample_section, section_metrics
+from ebsdray.posterior import Budget, SamplerSpec, merge_section, sample_section, section_metrics
 from ebsdray.precision import cpu_has_native_bf16
 
 PARTS = ("model", "sampler", "aggregation", "chamfer", "ray", "train")
@@ -82,7 +82,7 @@ FULL = Sizes(
     batches=(1, 4, 16, 64, 256),
     compile=True,
     matmul_n=2048,
-    sampler_budget=Budget(samples=2, steps=50, particles=4, sampler="fps_smc"),
+    sampler_budget=Budget(samples=2, sampler=SamplerSpec("fps_smc", steps=50, particles=4)),
     aggregation=(64, Budget(samples=8)),  # the default budget
     chamfer_sizes=(64, 256, 1024),
     brute_force_pairs=1e9,
@@ -96,12 +96,12 @@ QUICK = Sizes(
     batches=(4, 16),
     compile=False,
     matmul_n=1024,
-    sampler_budget=Budget(samples=1, steps=8, particles=4, sampler="fps_smc"),
-    aggregation=(32, Budget(samples=4, steps=8)),
+    sampler_budget=Budget(samples=1, sampler=SamplerSpec("fps_smc", steps=8, particles=4)),
+    aggregation=(32, Budget(samples=4, sampler=SamplerSpec(steps=8))),
     chamfer_sizes=(64, 256),
     brute_force_pairs=1e9,
     ray_volume=(2, 32, 32),
-    ray_budget=Budget(samples=2, steps=4),
+    ray_budget=Budget(samples=2, sampler=SamplerSpec(steps=4)),
     train_steps=12,
     train_batch=8,
 )
@@ -261,7 +261,7 @@ def network_share(model, section, budget: Budget, precision: str) -> dict[str, f
     timed_model = dataclasses.replace(model, net=timed)
     t0 = time.perf_counter()
     _, info = sample_section(
-        timed_model, section, budget, 0, range(budget.samples), precision=precision
+        timed_model, section, budget.sampler, 0, range(budget.samples), precision=precision
     )
     total = time.perf_counter() - t0
     return {
@@ -278,14 +278,14 @@ def network_share(model, section, budget: Budget, precision: str) -> dict[str, f
 def part_sampler(rep: Report, sz: Sizes, threads: int) -> None:
     model = ebsdray.load_model("multimodal")
     b, out = sz.sampler_budget, {}
-    warm_up = dataclasses.replace(b, samples=1, steps=1)  # first calls of each shape
+    warm_up = Budget(samples=1, sampler=dataclasses.replace(b.sampler, steps=1))  # each shape
     for size in (32, 64):
         section = observed_section(model, size)
         for prec in ("fp32", "bf16"):
             network_share(model, section, warm_up, prec)
             r = out[f"{size} {prec}"] = network_share(model, section, b, prec)
             per_call = r["windows"] // r["network_calls"]
-            note = f"K={b.samples} N={b.steps} M={b.particles}, {per_call} windows/call"
+            note = f"K={b.samples} N={b.sampler.steps} M={b.sampler.particles}, {per_call} windows/call"
             name = f"network share of FPS-SMC, {size}^2, {prec}"
             rep.add("sampler", name, r["share"], ">= 0.90", note)
     rep.details["sampler"] = out
@@ -300,7 +300,7 @@ def part_aggregation(rep: Report, sz: Sizes, threads: int) -> None:
     section = observed_section(model, size)
     t0 = time.perf_counter()
     samples, info = sample_section(
-        model, section, budget, 0, range(budget.samples), precision="fp32"
+        model, section, budget.sampler, 0, range(budget.samples), precision="fp32"
     )
     sampling = time.perf_counter() - t0
     # warm-up: the first merge in a process imports torch._dynamo (its optimizer, ~1 s once)
@@ -325,7 +325,8 @@ def part_aggregation(rep: Report, sz: Sizes, threads: int) -> None:
         "first_call_seconds": first_call,
         "share": share,
     }
-    note = f"{size}^2, K={budget.samples} N={budget.steps} M={budget.particles}, fp32"
+    spec = budget.sampler
+    note = f"{size}^2, K={budget.samples} N={spec.steps} M={spec.particles}, fp32"
     rep.add("aggregation", "aggregation + metrics / sampling", share, "<= 0.05", note)
 
 

@@ -5,13 +5,15 @@ Public names (later layers and users rely on them)::
     synthetic_volume, Volume, pl_intensities, stage_angles,
     disorientation_deg, to_cubochoric, from_cubochoric, reduce_to_fundamental_zone,
     write_volume, read_volume, open_volume, read_ebsd_map, example_ebsd_map_path, ChannelCodec,
-    load_model, DiffusionModel, observe, Budget, ReplicaResources, reconstruct, evaluate
+    load_model, DiffusionModel, observe, Budget, SamplerSpec, ReplicaResources, reconstruct,
+    evaluate
 """
 
 from ebsdray.api import (
     Budget,
     Reconstruction,
     ReplicaResources,
+    SamplerSpec,
     SectionResult,
     evaluate,
     reconstruct,
@@ -35,6 +37,7 @@ __all__ = [
     "ObservedVolume",
     "Reconstruction",
     "ReplicaResources",
+    "SamplerSpec",
     "SectionResult",
     "Volume",
     "disorientation_deg",

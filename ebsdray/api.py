@@ -40,12 +40,19 @@ from ebsdray.distributed.work import FinishSpec
 from ebsdray.io.reconstruction_store import ReconstructionStore
 from ebsdray.io.volume_store import ebsdray_version
 from ebsdray.observation import ObservedVolume
-from ebsdray.posterior import Budget, SectionResult, probe_sample_cost, section_metrics
+from ebsdray.posterior import (
+    Budget,
+    SamplerSpec,
+    SectionResult,
+    probe_sample_cost,
+    section_metrics,
+)
 
 __all__ = [
     "Budget",
     "Reconstruction",
     "ReplicaResources",
+    "SamplerSpec",
     "SectionResult",
     "evaluate",
     "prepare_output",
@@ -197,8 +204,8 @@ def _announce(
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        cost = probe_sample_cost(model, observation.section(todo[0], model.codec), budget,
-                                 precision=precision)  # fmt: skip
+        cost = probe_sample_cost(model, observation.section(todo[0], model.codec),
+                                 budget.sampler, precision=precision)  # fmt: skip
     finally:
         torch.set_num_threads(previous)
     samples = sum(budget.max_samples_for(i) for i in todo)
@@ -254,8 +261,8 @@ def reconstruct(
     ----------
     observation : from :func:`ebsdray.observe`.
     model : from :func:`ebsdray.load_model` (multimodal, EBSD-only or PL-only).
-    budget : samples (fixed, per section or adaptive), steps, particles, sampler (default
-        ``Budget()``: K = 8, N = 50, M = 4).
+    budget : samples per section (fixed, per section or adaptive) and the sampler that draws
+        them (default ``Budget()``: K = 8 with the guided sampler, N = 30 steps).
     seed : base seed of the posterior samples.
     sections : subset of section indices (default all).
     keep_samples : keep the raw K samples in each result (and in the store).

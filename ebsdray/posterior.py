@@ -1,12 +1,12 @@
 """One section's posterior: the unit of work that runs in-process or on a Ray replica.
 
-    samples, info = sample_section(model, section, budget, seed, range(8))  # (8, C, H, W)
+    samples, info = sample_section(model, section, sampler, seed, range(8))  # (8, C, H, W)
     stats = convergence_sums(samples, model.variant)                      # adaptive budgets
     result = merge_section(section, samples, model.codec, model.variant)  # task outputs
     metrics = section_metrics(result, section, model.codec)               # vs ground truth
 
 Every posterior sample ``k`` of section ``d`` draws from ``SeedSequence([seed, d, k])`` and its
-particles (x tiles) are their own network calls, whose shapes depend on the section and budget
+particles (x tiles) are their own network calls, whose shapes depend on the section and sampler
 only: a section's samples are bitwise identical however they are split over requests and
 replicas, in fp32 and in bf16.
 """
@@ -40,9 +40,81 @@ from ebsdray.precision import resolve_precision
 SAMPLERS = ("guided", "fps_smc", "replacement")
 
 
+def _check_count(owner: str, name: str, value: Any) -> None:
+    if not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{owner}.{name} must be an integer >= 1; got {value!r}")
+
+
+@dataclass(frozen=True)
+class SamplerSpec:
+    """How one posterior sample is drawn: all a replica needs besides the section and the seed.
+
+    ``SamplerSpec()`` is the default guided sampler; ``SamplerSpec("fps_smc", steps=50,
+    particles=4)`` the paper's FPS-SMC.
+
+    Attributes
+    ----------
+    name : "guided" (default: residual guidance with a warm start,
+        :mod:`ebsdray.inverse.guided`), "fps_smc" (the paper's FPS-SMC) or "replacement"
+        (cheap baseline: N evaluations per sample).
+    steps : N, respaced diffusion steps per sample (guided: over the part of the chain that
+        runs; each step is one forward and one backward pass).
+    particles : M, SMC particles per sample (FPS-SMC only); cost N * M network evaluations per
+        sample.
+    ebsd_guidance, pl_guidance : guided only: weight of each modality's likelihood gradient.
+    warm_start_t : guided only: the timestep (of 1000) a warm start from the nearest-upsampled
+        observation is diffused to, used when every channel has observed entries; None: always
+        start from pure noise.
+    """
+
+    name: str = "guided"
+    steps: int = 30
+    particles: int = 4
+    ebsd_guidance: float = 10.0
+    pl_guidance: float = 1.0
+    warm_start_t: int | None = 400
+
+    def __post_init__(self) -> None:
+        if self.name not in SAMPLERS:
+            raise ValueError(
+                f"unknown sampler {self.name!r} (SamplerSpec.name); choose one of {SAMPLERS}"
+            )
+        for name in ("steps", "particles"):
+            _check_count("SamplerSpec", name, getattr(self, name))
+        if self.steps > 1000:
+            raise ValueError(
+                f"SamplerSpec.steps must be <= 1000 (the training schedule); got {self.steps}"
+            )
+        for name in ("ebsd_guidance", "pl_guidance"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"SamplerSpec.{name} must be a finite number >= 0; got {value!r}")
+        if self.warm_start_t is not None and not 0 < self.warm_start_t < 1000:
+            raise ValueError(
+                f"SamplerSpec.warm_start_t must be in (0, 1000) or None; got {self.warm_start_t!r}"
+            )
+
+    @property
+    def evaluations_per_sample(self) -> int:
+        """N * M (FPS-SMC) or N network evaluations per sample before the sampler's fine tail
+        (guided: each with one backward pass too)."""
+        return self.steps * (self.particles if self.name == "fps_smc" else 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "steps": int(self.steps),
+            "particles": int(self.particles),
+            "ebsd_guidance": float(self.ebsd_guidance),
+            "pl_guidance": float(self.pl_guidance),
+            "warm_start_t": None if self.warm_start_t is None else int(self.warm_start_t),
+        }
+
+
 @dataclass(frozen=True)
 class Budget:
-    """How much compute a reconstruction may spend.
+    """How many posterior samples a reconstruction draws per section, and with which sampler:
+    what the driver decides (replicas get only ``sampler``).
 
     Fixed: ``Budget(samples=8)`` draws K = 8 posterior samples per section (``per_section``
     overrides K for some sections). Adaptive: ``Budget(samples=4, max_samples=32)`` draws rounds
@@ -53,16 +125,7 @@ class Budget:
     Attributes
     ----------
     samples : K (fixed), or the round size (adaptive).
-    steps : N, respaced diffusion steps per sample (guided: over the part of the chain that
-        runs; each step is one forward and one backward pass).
-    particles : M, SMC particles per sample (FPS-SMC only); cost N * M * K network evaluations.
-    sampler : "guided" (default: residual guidance with a warm start,
-        :mod:`ebsdray.inverse.guided`), "fps_smc" (the paper's FPS-SMC) or "replacement"
-        (cheap baseline: N * K evaluations).
-    ebsd_guidance, pl_guidance : guided only: weight of each modality's likelihood gradient.
-    warm_start_t : guided only: the timestep (of 1000) a warm start from the nearest-upsampled
-        observation is diffused to, used when every channel has observed entries; None: always
-        start from pure noise.
+    sampler : how each sample is drawn (:class:`SamplerSpec`; default the guided sampler).
     per_section : optional ``{section: K}`` overriding ``samples`` for some sections.
     max_samples : None (fixed K) or the adaptive cap.
     tolerance : adaptive stopping tolerance (boundary confidence is in [0, 1], EBSD channels in
@@ -70,27 +133,18 @@ class Budget:
     """
 
     samples: int = 8
-    steps: int = 30
-    particles: int = 4
-    sampler: str = "guided"
+    sampler: SamplerSpec = field(default_factory=SamplerSpec)
     per_section: Mapping[int, int] = field(default_factory=dict)
     max_samples: int | None = None
     tolerance: float = 0.05
-    ebsd_guidance: float = 10.0
-    pl_guidance: float = 1.0
-    warm_start_t: int | None = 400
 
     def __post_init__(self) -> None:
-        for name in ("samples", "steps", "particles"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"Budget.{name} must be an integer >= 1; got {value!r}")
-        if self.steps > 1000:
-            raise ValueError(
-                f"Budget.steps must be <= 1000 (the training schedule); got {self.steps}"
+        _check_count("Budget", "samples", self.samples)
+        if not isinstance(self.sampler, SamplerSpec):
+            raise TypeError(
+                f"Budget.sampler must be a SamplerSpec; got {type(self.sampler).__name__} "
+                f"{self.sampler!r}"
             )
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"unknown sampler {self.sampler!r}; choose one of {SAMPLERS}")
         bad = {k: v for k, v in self.per_section.items() if int(v) < 1}
         if bad:
             raise ValueError(f"per-section sample counts must be >= 1; got {bad}")
@@ -103,14 +157,6 @@ class Budget:
             )
         if not (math.isfinite(self.tolerance) and self.tolerance > 0):
             raise ValueError(f"Budget.tolerance must be > 0; got {self.tolerance!r}")
-        for name in ("ebsd_guidance", "pl_guidance"):
-            value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"Budget.{name} must be a finite number >= 0; got {value!r}")
-        if self.warm_start_t is not None and not 0 < self.warm_start_t < 1000:
-            raise ValueError(
-                f"Budget.warm_start_t must be in (0, 1000) or None; got {self.warm_start_t!r}"
-            )
 
     @property
     def adaptive(self) -> bool:
@@ -126,24 +172,26 @@ class Budget:
         return max(k, int(self.max_samples)) if self.adaptive else k
 
     def network_evaluations(self, section: int) -> int:
-        """N * M * K (FPS-SMC) or N * K (replacement) for ``section`` before the sampler's fine
-        tail; with an adaptive budget, the most it may spend."""
-        m = self.particles if self.sampler == "fps_smc" else 1  # guided: + one backward each
-        return self.steps * m * self.max_samples_for(section)
+        """N * M * K (FPS-SMC) or N * K for ``section`` before the sampler's fine tail; with an
+        adaptive budget, the most it may spend."""
+        return self.sampler.evaluations_per_sample * self.max_samples_for(section)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain values; ``Budget.from_dict`` rebuilds the budget."""
         return {
             "samples": int(self.samples),
-            "steps": int(self.steps),
-            "particles": int(self.particles),
-            "sampler": self.sampler,
+            "sampler": self.sampler.to_dict(),
             "per_section": {int(k): int(v) for k, v in self.per_section.items()},
             "max_samples": None if self.max_samples is None else int(self.max_samples),
             "tolerance": float(self.tolerance),
-            "ebsd_guidance": float(self.ebsd_guidance),
-            "pl_guidance": float(self.pl_guidance),
-            "warm_start_t": None if self.warm_start_t is None else int(self.warm_start_t),
         }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Budget:
+        """The budget of :meth:`to_dict` (the sampler as a dict of SamplerSpec fields)."""
+        values = dict(values)
+        sampler = SamplerSpec(**values.pop("sampler", {}))
+        return cls(sampler=sampler, **values)
 
 
 @dataclass
@@ -176,13 +224,13 @@ class SectionResult:
 def sample_section(
     model: DiffusionModel,
     section: ObservedSection,
-    budget: Budget,
+    sampler: SamplerSpec,
     seed: int,
     sample_indices: Sequence[int],
     *,
     precision: str = "auto",
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Draw the posterior samples ``sample_indices`` of one section.
+    """Draw the posterior samples ``sample_indices`` of one section with ``sampler``.
 
     ``precision`` ("auto", "fp32", "bf16") is resolved on the model's device
     (:func:`ebsdray.precision.resolve_precision`).
@@ -209,27 +257,27 @@ def sample_section(
     precision = resolve_precision(precision, device)
     gens = sample_generators(seed, section.index, list(sample_indices), device=device)
     obs = obs.to(device)
-    if budget.sampler == "fps_smc":
+    if sampler.name == "fps_smc":
         samples, info = fps_smc(
             denoiser,
             model.schedule,
             obs,
             gens,
-            num_steps=budget.steps,
-            particles=budget.particles,
+            num_steps=sampler.steps,
+            particles=sampler.particles,
             precision=precision,
         )
-    elif budget.sampler == "guided":
-        start_t = _warm_start_t(budget, obs)
-        weights = [budget.ebsd_guidance] * obs.ebsd_channels + [
-            budget.pl_guidance
+    elif sampler.name == "guided":
+        start_t = _warm_start_t(sampler, obs)
+        weights = [sampler.ebsd_guidance] * obs.ebsd_channels + [
+            sampler.pl_guidance
         ] * obs.pl_channels
         samples, info = guided_sampler(
             denoiser,
             model.schedule,
             obs,
             gens,
-            num_steps=budget.steps,
+            num_steps=sampler.steps,
             guidance=weights,
             start_from=None if start_t is None else warm_start_estimate(obs),
             start_t=start_t,
@@ -237,42 +285,42 @@ def sample_section(
         )
     else:
         samples, info = replacement_sampler(
-            denoiser, model.schedule, obs, gens, num_steps=budget.steps, precision=precision
+            denoiser, model.schedule, obs, gens, num_steps=sampler.steps, precision=precision
         )
     info["precision"] = precision
     return samples.float().cpu(), info
 
 
-def _warm_start_t(budget: Budget, obs) -> int | None:
+def _warm_start_t(sampler: SamplerSpec, obs) -> int | None:
     """The guided chain's warm-start timestep: only when every channel has observed entries
     (an estimate of a channel with none would be made up)."""
     every_channel_observed = bool((obs.mask.flatten(1).amax(1) > 0).all())
-    return budget.warm_start_t if every_channel_observed else None
+    return sampler.warm_start_t if every_channel_observed else None
 
 
-def planned_steps(model: DiffusionModel, section: ObservedSection, budget: Budget) -> int:
+def planned_steps(model: DiffusionModel, section: ObservedSection, sampler: SamplerSpec) -> int:
     """Network calls per posterior sample of ``section`` (the sampler's whole plan: pinned
     levels and fine tail of FPS-SMC; the warm-started part of a guided chain)."""
     obs = section.observation.for_variant(model.variant)
-    if budget.sampler == "guided":
-        return len(guided_chain(model.schedule, budget.steps, _warm_start_t(budget, obs)))
-    tail = max(budget.steps // 4, 1) if budget.sampler == "fps_smc" else 0
+    if sampler.name == "guided":
+        return len(guided_chain(model.schedule, sampler.steps, _warm_start_t(sampler, obs)))
+    tail = max(sampler.steps // 4, 1) if sampler.name == "fps_smc" else 0
     return len(
-        plan_levels(model.schedule, budget.steps, obs.sigma, True, SIGMA_FLOOR, tail).timesteps
+        plan_levels(model.schedule, sampler.steps, obs.sigma, True, SIGMA_FLOOR, tail).timesteps
     )
 
 
 def probe_sample_cost(
     model: DiffusionModel,
     section: ObservedSection,
-    budget: Budget,
+    sampler: SamplerSpec,
     *,
     precision: str = "auto",
     probe_steps: int = 3,
 ) -> dict[str, Any]:
     """What one posterior sample of ``section`` costs, measured here with a short probe.
 
-    Runs the budget's sampler for one sample with ``probe_steps`` steps (after an untimed
+    Runs ``sampler`` for one sample with ``probe_steps`` steps (after an untimed
     warm-up run) and scales the time per step to the full plan (:func:`planned_steps`).
 
     Returns
@@ -284,13 +332,13 @@ def probe_sample_cost(
     obs = section.observation.for_variant(model.variant)
     h, w = obs.shape[1:]
     tiles = len(TiledDenoiser(model.net, model.window).layout(h, w)[0])
-    probe = replace(budget, steps=probe_steps, samples=1, per_section={}, max_samples=None)
+    probe = replace(sampler, steps=probe_steps)
     sample_section(model, section, probe, 0, [0], precision=precision)  # warm-up: allocations
     t0 = time.perf_counter()
     _, info = sample_section(model, section, probe, 0, [0], precision=precision)
     per_step = (time.perf_counter() - t0) / max(int(info["num_steps"]), 1)
-    steps = planned_steps(model, section, budget)
-    particles = budget.particles if budget.sampler == "fps_smc" else 1
+    steps = planned_steps(model, section, sampler)
+    particles = sampler.particles if sampler.name == "fps_smc" else 1
     return {
         "steps": steps,
         "particles": particles,

@@ -31,7 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from ebsdray.api import Budget, ReplicaResources, prepare_output, reconstruct
+from ebsdray.api import Budget, ReplicaResources, SamplerSpec, prepare_output, reconstruct
 from ebsdray.data.microstructure import synthetic_volume
 from ebsdray.data.volume import Volume
 from ebsdray.diffusion.pretrained import load_model
@@ -42,7 +42,7 @@ from ebsdray.observation import observe
 from ebsdray.tracking import flatten, resolve_tracking_uri, start_run, sweep_parent
 
 KEYS = {
-    "volume", "synthetic", "crop", "sections", "observation", "budget", "model", "replicas",
+    "volume", "synthetic", "crop", "sections", "observation", "sampler", "budget", "model", "replicas",
     "replica", "cluster", "samples_per_request", "seed", "keep_samples", "precision", "output_dir",
     "evaluate", "figures", "mlflow", "progress",
 }  # fmt: skip
@@ -144,7 +144,9 @@ def run_params(config: dict[str, Any], model, budget: Budget, observation, sourc
     short names a compare view lines runs up by (K, ebsd_fraction, pattern, model, ...)."""
     spec = observation.spec
     resolved = {k: v for k, v in config.items() if k not in _NOT_PARAMS | {"volume", "synthetic"}}
-    resolved["budget"] = dataclasses.asdict(budget)  # with the defaults the config left out
+    # with the defaults the config left out: budget.samples, ..., sampler.name, sampler.steps, ...
+    resolved["budget"] = {k: v for k, v in budget.to_dict().items() if k != "sampler"}
+    resolved["sampler"] = budget.sampler.to_dict()
     resolved["observation"] = spec.to_dict() | {"corruptions": spec.corruptions or "none"}
     resolved["sections"] = "all" if config["sections"] is None else config["sections"]
     return {
@@ -153,7 +155,7 @@ def run_params(config: dict[str, Any], model, budget: Budget, observation, sourc
         "K": budget.samples,
         "ebsd_fraction": spec.ebsd_fraction,
         "pattern": spec.pattern,
-        "sampler": budget.sampler,
+        "sampler": budget.sampler.name,
         "pl_corruption": "+".join(sorted(spec.corruptions)) or "none",
         "model": model.source,
         "variant": model.variant,
@@ -233,10 +235,12 @@ def _interrupts(out: Path, store, guard: _Deferred) -> Iterator[None]:
 
 
 def _prepare(config: dict[str, Any]):
-    """Every check that can fail, before any MLflow run or sampling: budget, resources, keys,
-    input, model, observation, output directory (resumed when it holds the same job)."""
+    """Every check that can fail, before any MLflow run or sampling: sampler, budget, resources,
+    keys, input, model, observation, output directory (resumed when it holds the same job)."""
     _check_keys(config)
-    budget = Budget(**_checked("budget", config["budget"], Budget))
+    sampler = SamplerSpec(**_checked("sampler", config["sampler"], SamplerSpec))
+    budget_config = _checked("budget", config["budget"], Budget, ("sampler",))
+    budget = Budget(**budget_config, sampler=sampler)
     resources = ReplicaResources(**_checked("replica", config["replica"], ReplicaResources))
     if config["replicas"] is not None and int(config["replicas"]) < 1:
         raise ValueError(

@@ -1,4 +1,4 @@
-"""Direct tests of ebsdray.posterior's budget rules and the sums adaptive budgets watch (the
+"""Direct tests of ebsdray.posterior's sampler and budget rules and the sums adaptive budgets watch (the
 sampling and merging paths are exercised end to end in tests/api and tests/distributed)."""
 
 from __future__ import annotations
@@ -6,24 +6,37 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ebsdray.posterior import Budget, aggregate_change, convergence_sums
+from ebsdray.posterior import Budget, SamplerSpec, aggregate_change, convergence_sums
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"name": "fps-smc"}, r"unknown sampler 'fps-smc' \(SamplerSpec.name\)"),
+        ({"steps": 2.5}, "SamplerSpec.steps must be an integer >= 1"),
+        ({"steps": 1001}, "SamplerSpec.steps must be <= 1000"),
+        ({"particles": 0}, "SamplerSpec.particles must be an integer >= 1"),
+        ({"pl_guidance": -1.0}, "SamplerSpec.pl_guidance must be a finite number >= 0"),
+        ({"ebsd_guidance": float("nan")}, "SamplerSpec.ebsd_guidance must be a finite number"),
+        ({"warm_start_t": 1000}, r"SamplerSpec.warm_start_t must be in \(0, 1000\)"),
+    ],
+)
+def test_a_bad_sampler_names_the_field(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SamplerSpec(**kwargs)
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"samples": 0}, "Budget.samples must be an integer >= 1"),
-        ({"steps": 2.5}, "Budget.steps must be an integer >= 1"),
-        ({"steps": 1001}, "Budget.steps must be <= 1000"),
-        ({"sampler": "fps-smc"}, "unknown sampler 'fps-smc'"),
+        ({"samples": 2.5}, "Budget.samples must be an integer >= 1"),
         ({"per_section": {3: 0}}, "per-section sample counts must be >= 1"),
         (
             {"samples": 4, "max_samples": 2},
             r"Budget.max_samples must be an integer >= samples \(4\)",
         ),
         ({"tolerance": 0.0}, "Budget.tolerance must be > 0"),
-        ({"pl_guidance": -1.0}, "Budget.pl_guidance must be a finite number >= 0"),
-        ({"warm_start_t": 1000}, r"Budget.warm_start_t must be in \(0, 1000\)"),
     ],
 )
 def test_a_bad_budget_names_the_field(kwargs, message):
@@ -31,16 +44,38 @@ def test_a_bad_budget_names_the_field(kwargs, message):
         Budget(**kwargs)
 
 
+def test_a_budget_takes_its_sampler_as_a_spec():
+    with pytest.raises(TypeError, match=r"Budget\.sampler must be a SamplerSpec; got str"):
+        Budget(sampler="fps_smc")
+    with pytest.raises(TypeError, match="steps"):  # sampler fields live in the SamplerSpec
+        Budget(samples=2, steps=30)
+
+
 def test_samples_and_cost_per_section():
-    fixed = Budget(samples=8, steps=30, per_section={2: 3})
+    fixed = Budget(samples=8, per_section={2: 3})
     assert [fixed.samples_for(i) for i in range(3)] == [8, 8, 3]
     assert fixed.network_evaluations(2) == 30 * 3  # guided: one chain per sample
-    smc = Budget(samples=2, steps=50, particles=4, sampler="fps_smc")
+    smc = Budget(samples=2, sampler=SamplerSpec("fps_smc", steps=50, particles=4))
+    assert smc.sampler.evaluations_per_sample == 50 * 4
     assert smc.network_evaluations(0) == 50 * 4 * 2
+    assert SamplerSpec("replacement", steps=50, particles=4).evaluations_per_sample == 50
     adaptive = Budget(samples=4, max_samples=16, per_section={1: 32})
     assert adaptive.adaptive and not fixed.adaptive
     assert [adaptive.max_samples_for(i) for i in (0, 1)] == [16, 32]  # a larger K is kept
-    assert Budget(**adaptive.to_dict()) == adaptive  # the record rebuilds the budget
+
+
+def test_the_record_rebuilds_the_budget():
+    budget = Budget(
+        samples=4,
+        sampler=SamplerSpec("fps_smc", steps=12, particles=3, warm_start_t=None),
+        per_section={1: 32},
+        max_samples=16,
+    )
+    record = budget.to_dict()
+    assert record["sampler"] == budget.sampler.to_dict()
+    assert record["sampler"]["name"] == "fps_smc" and "steps" not in record
+    assert Budget.from_dict(record) == budget
+    assert Budget.from_dict({"samples": 2}) == Budget(samples=2)
 
 
 def test_convergence_sums_add_up_over_requests():

@@ -85,8 +85,8 @@ class SamplerReplica:
         apply_deterministic_settings(device)  # GPUs: same seed, same samples on any replica
         self.model = model.to(device)
 
-    def draw(self, section, budget, seed, indices, precision):
-        return draw(self.model, section, budget, seed, indices, precision)
+    def draw(self, section, sampler, seed, indices, precision):
+        return draw(self.model, section, sampler, seed, indices, precision)
 
     def pid(self) -> int:
         return os.getpid()
@@ -122,12 +122,12 @@ class RayBackend:
     def put(self, obj: Any) -> Any:
         return ray.put(obj)
 
-    def draw(self, section, budget, seed, indices, precision):
+    def draw(self, section, sampler, seed, indices, precision):
         r = min(range(self.replicas), key=self._load.__getitem__)  # least loaded replica
         samples, facts = (
             self.actors[r]
             .draw.options(num_returns=2)
-            .remote(section, budget, seed, list(indices), precision)
+            .remote(section, sampler, seed, list(indices), precision)
         )
         self._load[r] += 1
         self._owner[facts] = r

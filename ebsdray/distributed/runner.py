@@ -10,8 +10,10 @@ Budgets: a section asks for ``budget.samples_for(i)`` samples in requests of
 ``samples_per_request``; with an adaptive budget, each finished round updates the running means
 of the boundary confidence and EBSD channels (from the requests' small ``sums``) and another
 round follows while they still move by more than ``budget.tolerance`` and ``max_samples`` is not
-reached. Sample ``k`` of section ``i`` always comes from the same seed, so neither the backend,
-the number of replicas nor the request size changes any output.
+reached. The budget stays in the driver: each draw request carries only ``budget.sampler``
+(a :class:`~ebsdray.posterior.SamplerSpec`). Sample ``k`` of section ``i`` always comes from the
+same seed, so neither the backend, the number of replicas nor the request size changes any
+output.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tqdm.auto import tqdm
 from ebsdray.diffusion.pretrained import DiffusionModel
 from ebsdray.distributed.work import FinishSpec, draw, finish
 from ebsdray.observation import ObservedVolume
-from ebsdray.posterior import Budget, aggregate_change
+from ebsdray.posterior import Budget, SamplerSpec, aggregate_change
 
 
 class Backend(Protocol):
@@ -38,7 +40,7 @@ class Backend(Protocol):
 
     def put(self, obj: Any) -> Any: ...
     def draw(
-        self, section: Any, budget: Budget, seed: int, indices: Sequence[int], precision: str
+        self, section: Any, sampler: SamplerSpec, seed: int, indices: Sequence[int], precision: str
     ) -> tuple[Any, Any]: ...
     def finish(self, section: Any, info: dict, spec: FinishSpec, samples: list) -> Any: ...
     def wait(self, handles: Sequence[Any]) -> list[Any]: ...
@@ -69,11 +71,11 @@ class LocalBackend:
     def put(self, obj: Any) -> Any:
         return obj
 
-    def draw(self, section, budget, seed, indices, precision):
+    def draw(self, section, sampler, seed, indices, precision):
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            samples, facts = draw(self.model, section, budget, seed, indices, precision)
+            samples, facts = draw(self.model, section, sampler, seed, indices, precision)
         finally:
             torch.set_num_threads(previous)
         return _Done(samples), _Done(facts)
@@ -190,7 +192,7 @@ class _Run:
             n = max(1, min(int(self.samples_per_request or 1), s.target - s.submitted))
             indices = list(range(s.submitted, s.submitted + n))
             samples, facts = self.backend.draw(
-                s.handle, self.budget, self.seed, indices, self.precision
+                s.handle, self.budget.sampler, self.seed, indices, self.precision
             )
             s.blocks[s.submitted] = samples
             self.requests[facts] = s

@@ -21,7 +21,7 @@ from ebsdray.figures import section_figure
 from ebsdray.io.reconstruction_store import ReconstructionStore
 from ebsdray.observation import ObservedSection
 from ebsdray.posterior import (
-    Budget,
+    SamplerSpec,
     convergence_sums,
     merge_section,
     sample_section,
@@ -32,15 +32,16 @@ from ebsdray.posterior import (
 def draw(
     model: DiffusionModel,
     section: ObservedSection,
-    budget: Budget,
+    sampler: SamplerSpec,
     seed: int,
     indices: Sequence[int],
     precision: str = "auto",
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Posterior samples ``indices`` of ``section``: (k, C, H, W) float32 and small facts
-    (``sums`` for adaptive budgets, ``network_evaluations``, ``seconds``, ``ess_sum``)."""
+    """Posterior samples ``indices`` of ``section`` drawn with ``sampler``: (k, C, H, W) float32
+    and small facts (``sums`` for adaptive budgets, ``network_evaluations``, ``seconds``,
+    ``ess_sum``)."""
     t0 = time.perf_counter()
-    samples, info = sample_section(model, section, budget, seed, indices, precision=precision)
+    samples, info = sample_section(model, section, sampler, seed, indices, precision=precision)
     facts = {
         "count": len(indices),
         "precision": info["precision"],

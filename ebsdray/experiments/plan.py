@@ -174,7 +174,7 @@ def _config(
 
 def config_facts(cfg: Config, context: Mapping[str, Any]) -> dict[str, Any]:
     """Everything that defines ``cfg``'s results (its fingerprint's input): the configuration,
-    the volume spec, the PL setting and, for models, the model source, budget, K values and
+    the volume spec, the PL setting and, for models, the model source, sampler, K values and
     precision (``context`` holds the sweep's resolved settings)."""
     facts = {
         "config": asdict(cfg),
@@ -184,7 +184,7 @@ def config_facts(cfg: Config, context: Mapping[str, Any]) -> dict[str, Any]:
     if cfg.model != BASELINES:
         facts |= {
             "model_source": str(context["models"][cfg.model]),
-            "budget": context["budget"],
+            "sampler": context["sampler"],
             "samples": context["samples"],
             "precision": context["precision"],
         }

@@ -70,7 +70,7 @@ def _block(name: str, block: dict[str, Any]) -> str:
 def header(ctx: Ctx) -> list[str]:
     c, s = ctx.config, ctx.summary
     plan = c["plan"]
-    budget = ", ".join(f"{k} = {v}" for k, v in c["budget"].items())
+    sampler = ", ".join(f"{k} = {v}" for k, v in c["sampler"].items())
     units = ctx.df.groupby("group")[UNIT].apply(lambda d: len(d.drop_duplicates()))
     used = sorted({r["identity"]["volume"] for r in ctx.records})
     volumes = "; ".join(f"`{n}` {c['volumes'][n]}" for n in used)
@@ -91,7 +91,7 @@ def header(ctx: Ctx) -> list[str]:
         + f". Volumes: {volumes}. None of them was used for training or tuning (the sampler "
         "and aggregation were tuned on seeds 5101/5102).",
         f"- K = {', '.join(map(str, ctx.ks))}: the largest is drawn, smaller K are prefixes of "
-        f"the same samples (exactly what a run with that K gives). Sampler: {budget}; seeds "
+        f"the same samples (exactly what a run with that K gives). Sampler: {sampler}; seeds "
         f"{', '.join(map(str, plan.get('seeds', [0])))} unless a block says otherwise.",
         f"- PL settings: {pl}.",
         "- Blocks (configurations: their product, where it makes sense: the PL model at EBSD 0 "

@@ -9,7 +9,7 @@ plan), ``sweep.json`` (the plan and the MLflow parent), and the report (``report
 ``output_dir/results.md``, figures beside it in ``results/``).
 
 Restart: a configuration whose record exists (same fingerprint: configuration, volume, PL
-setting, model, budget, K values, precision) is not computed again; its MLflow runs are
+setting, model, sampler, K values, precision) is not computed again; its MLflow runs are
 logged only if the store lacks a FINISHED run of the same key under the same parent (a run left
 RUNNING by an interrupted sweep is deleted and logged again). MLflow is a view of the records.
 """
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ebsdray.api import Budget, ReplicaResources, reconstruct
+from ebsdray.api import Budget, ReplicaResources, SamplerSpec, reconstruct
 from ebsdray.diffusion.pretrained import DiffusionModel, load_model
 from ebsdray.experiments.measure import baseline_metrics, measure, prefix_results
 from ebsdray.experiments.plan import (
@@ -45,7 +45,7 @@ from ebsdray.experiments.volumes import load_volume, volume_group
 from ebsdray.observation import ObservedVolume, observe
 
 PL_SETTING_KEYS = {"pl_noise", "corruptions", "ebsd_noise"}
-BUDGET_KEYS = {f.name for f in fields(Budget)} - {"samples", "per_section", "max_samples"}
+SAMPLER_KEYS = {f.name for f in fields(SamplerSpec)}
 
 
 class SweepInterrupted(KeyboardInterrupt):
@@ -58,7 +58,7 @@ class Context:
 
     config: dict[str, Any]
     samples: list[int]
-    budget: dict[str, Any]
+    sampler: dict[str, Any]  # SamplerSpec fields as configured
     models: dict[str, DiffusionModel] = field(default_factory=dict)
     volumes: dict[str, Any] = field(default_factory=dict)
 
@@ -68,7 +68,7 @@ class Context:
             "volumes": c["volumes"],
             "pl_settings": c["pl_settings"],
             "models": c["models"],
-            "budget": self.budget,
+            "sampler": self.sampler,
             "samples": self.samples,
             "precision": c["precision"],
         }
@@ -140,7 +140,7 @@ def compute_model(cfg: Config, ctx: Context) -> dict[str, Any]:
     c = ctx.config
     model = ctx.model(cfg.model)
     obs = observation_for(cfg, ctx.volume(cfg.volume), c["pl_settings"])
-    budget = Budget(**ctx.budget, samples=max(ctx.samples))
+    budget = Budget(samples=max(ctx.samples), sampler=SamplerSpec(**ctx.sampler))
     t0 = time.perf_counter()
     result = reconstruct(
         obs,
@@ -200,20 +200,20 @@ def _record(cfg: Config, ctx: Context, fp: str) -> dict[str, Any]:
 
 
 def _prepare(config: dict[str, Any]) -> tuple[Context, list[Config], Path]:
-    """Checks that can fail before any compute: the plan, the budget, the replica settings."""
+    """Checks that can fail before any compute: the plan, the sampler, the replica settings."""
     plan = config["plan"]
     configs = expand_plan(plan, config["volumes"], config["pl_settings"], config["models"])
-    budget = dict(config["budget"])
-    unknown = set(budget) - BUDGET_KEYS  # K comes from plan.samples; fixed K per section
+    sampler = dict(config["sampler"])  # K comes from plan.samples; fixed K per section
+    unknown = set(sampler) - SAMPLER_KEYS
     if unknown:
-        raise ValueError(f"unknown budget keys {sorted(unknown)}; known: {sorted(BUDGET_KEYS)}")
-    Budget(**budget)  # a bad value fails here, not after an hour
+        raise ValueError(f"unknown sampler keys {sorted(unknown)}; known: {sorted(SAMPLER_KEYS)}")
+    SamplerSpec(**sampler)  # a bad value fails here, not after an hour
     ReplicaResources(**config["replica"])
     if not config.get("output_dir"):
         raise ValueError("output_dir must be set")
     out = Path(config["output_dir"]).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(config=config, samples=check_samples(plan["samples"]), budget=budget)
+    ctx = Context(config=config, samples=check_samples(plan["samples"]), sampler=sampler)
     return ctx, configs, out
 
 

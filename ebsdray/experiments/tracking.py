@@ -76,7 +76,7 @@ class SweepTracker:
         return {
             "size": c["plan"]["name"],
             "K": "/".join(str(k) for k in sorted(c["plan"]["samples"])),
-            "budget": dict(c["budget"]),
+            "sampler": dict(c["sampler"]),
             "precision": c["precision"],
             "volumes": ",".join(sorted(c["volumes"])),
             "models": dict(c["models"]),
@@ -142,7 +142,7 @@ class SweepTracker:
     def _params(self, record, model: str, k: int, rows) -> dict[str, str]:
         ident, facts = record["identity"], record["facts"]
         setting = facts["pl_setting"]
-        budget = facts.get("budget", {})
+        sampler = facts.get("sampler", {})
         params = {
             "K": k,
             "ebsd_fraction": ident["fraction"],
@@ -154,8 +154,8 @@ class SweepTracker:
             "group": ident["group"],
             "pl_noise": setting.get("pl_noise", 0.05),
             "corruptions": setting.get("corruptions") or "none",
-            "sampler": budget.get("sampler", "none") if model != BASELINES else "none",
-            "steps": budget.get("steps", 0),
+            "sampler": sampler.get("name", "none") if model != BASELINES else "none",
+            "steps": sampler.get("steps", 0),
             "variant": record.get("info", {}).get("variant", "baseline"),
             "model_source": facts.get("model_source", "baseline"),
             "section_count": len(rows),

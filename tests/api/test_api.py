@@ -5,7 +5,8 @@ import pytest
 
 import ebsdray
 
-SMALL = ebsdray.Budget(samples=2, steps=4, particles=2)
+SMALL = ebsdray.Budget(samples=2, sampler=ebsdray.SamplerSpec(steps=4, particles=2))
+TINY = ebsdray.Budget(samples=1, sampler=ebsdray.SamplerSpec(steps=3, particles=1))
 
 
 @pytest.fixture(scope="module")
@@ -98,27 +99,23 @@ def test_unimodal_models_reconstruct_their_modality(models, volume, variant, has
 
 def test_missing_ebsd_modality(models, volume):
     obs = ebsdray.observe(volume, ebsd_fraction=0, pattern="none", seed=1)
-    r = ebsdray.reconstruct(
-        obs, models["multimodal"], ebsdray.Budget(samples=1, steps=3, particles=1), sections=[0]
-    )
+    r = ebsdray.reconstruct(obs, models["multimodal"], TINY, sections=[0])
     assert r.sections[0].ebsd_quaternions.shape == (16, 24, 4)
     assert "nearest_disorientation_mean_deg" not in ebsdray.evaluate(r)
 
 
 def test_replacement_sampler_is_cheaper(models, volume):
     obs = ebsdray.observe(volume, ebsd_fraction=1, seed=1)
-    b = ebsdray.Budget(samples=2, steps=4, sampler="replacement")
+    b = ebsdray.Budget(samples=2, sampler=ebsdray.SamplerSpec("replacement", steps=4))
     r = ebsdray.reconstruct(obs, models["multimodal"], b, sections=[0])
-    fps = ebsdray.Budget(samples=2, steps=4, particles=2, sampler="fps_smc")
+    fps = ebsdray.Budget(samples=2, sampler=ebsdray.SamplerSpec("fps_smc", steps=4, particles=2))
     assert r.sections[0].info["network_evaluations"] < fps.network_evaluations(0)
 
 
 def test_real_map_section(models):
     real = ebsdray.read_ebsd_map(ebsdray.example_ebsd_map_path()).crop(32, 32, top=20, left=20)
     obs = ebsdray.observe(real, ebsd_fraction=1 / 4, pattern="grid", seed=0)
-    r = ebsdray.reconstruct(
-        obs, models["multimodal"], ebsdray.Budget(samples=1, steps=3, particles=1)
-    )
+    r = ebsdray.reconstruct(obs, models["multimodal"], TINY)
     assert r.sections[0].boundary.shape == (32, 32)
     assert np.isfinite(ebsdray.evaluate(r)["chamfer"])
 
@@ -142,8 +139,8 @@ def test_bad_observations_are_named(volume, kwargs, message):
     "kwargs, message",
     [
         ({"samples": 0}, "samples"),
-        ({"steps": 5000}, "1000"),
-        ({"sampler": "dps"}, "dps"),
+        ({"sampler": {"steps": 5000}}, "1000"),
+        ({"sampler": {"name": "dps"}}, "dps"),
         ({"samples": 8, "max_samples": 4}, "max_samples"),
         ({"max_samples": 16, "tolerance": 0}, "tolerance"),
         ({"per_section": {2: 0}}, "per-section"),
@@ -151,7 +148,7 @@ def test_bad_observations_are_named(volume, kwargs, message):
 )
 def test_bad_budgets_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        ebsdray.Budget(**kwargs)
+        ebsdray.Budget.from_dict(kwargs)
 
 
 def test_sections_out_of_range(models, volume):

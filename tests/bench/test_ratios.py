@@ -17,7 +17,7 @@ import torch
 
 import ebsdray
 from ebsdray.metrics import chamfer
-from ebsdray.posterior import Budget
+from ebsdray.posterior import Budget, SamplerSpec
 
 _SPEC = importlib.util.spec_from_file_location(
     "bench_suite", Path(__file__).resolve().parents[2] / "bench" / "suite.py"
@@ -55,9 +55,9 @@ def test_exact_chamfer_equals_brute_force(pred, true) -> None:
 @pytest.mark.parametrize("size, tiles", [(32, 1), (48, 4)])
 def test_network_share_counts_every_evaluation(size: int, tiles: int) -> None:
     model = ebsdray.load_model("multimodal")
-    budget = Budget(samples=2, steps=3, particles=2, sampler="fps_smc")
+    budget = Budget(samples=2, sampler=SamplerSpec("fps_smc", steps=3, particles=2))
     r = suite.network_share(model, suite.observed_section(model, size), budget, "fp32")
-    assert r["network_evaluations"] == r["steps"] * budget.samples * budget.particles
+    assert r["network_evaluations"] == r["steps"] * budget.samples * budget.sampler.particles
     assert r["windows"] == r["network_evaluations"] * tiles
     assert r["network_calls"] == r["steps"] * budget.samples  # one call per run and step
     assert 0.0 < r["share"] <= 1.0

@@ -9,10 +9,13 @@ import pytest
 import ray
 
 import ebsdray
+from ebsdray.distributed.runner import LocalBackend, run_sections
+from ebsdray.distributed.work import FinishSpec
 from ebsdray.io.reconstruction_store import ReconstructionStore
 from ebsdray.precision import cpu_has_native_bf16
 
-BUDGET = ebsdray.Budget(samples=3, steps=4, particles=2)
+SAMPLER = ebsdray.SamplerSpec(steps=4, particles=2)
+BUDGET = ebsdray.Budget(samples=3, sampler=SAMPLER)
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +34,31 @@ def in_process(model, observation):
     return ebsdray.reconstruct(
         observation, model, BUDGET, seed=7, keep_samples=True, progress=False
     )
+
+
+class RecordingBackend(LocalBackend):
+    """The in-process backend, keeping what each draw request carries."""
+
+    def __init__(self, model):
+        super().__init__(model)
+        self.requests = []
+
+    def draw(self, section, sampler, seed, indices, precision):
+        self.requests.append(sampler)
+        return super().draw(section, sampler, seed, indices, precision)
+
+
+def test_a_draw_request_carries_the_sampler_spec_only(model, observation):
+    """The budget stays in the driver; replicas get what they sample with."""
+    budget = ebsdray.Budget(samples=2, sampler=SAMPLER, per_section={1: 3}, max_samples=4)
+    backend = RecordingBackend(model)
+    spec = FinishSpec(codec=model.codec, variant=model.variant, evaluate=False)
+    done = run_sections(
+        backend, observation, model, budget, spec, seed=7, sections=[1], progress=False
+    )
+    assert done[1]["record"]["info"]["samples"] >= 3
+    assert backend.requests and all(type(s) is ebsdray.SamplerSpec for s in backend.requests)
+    assert set(backend.requests) == {SAMPLER}
 
 
 PRECISIONS = [
@@ -150,7 +178,7 @@ def test_output_dir_of_another_job_is_refused_untouched(model, observation, tmp_
         observation, model, BUDGET, seed=7, sections=[0], output_dir=out, progress=False
     )
     files = sorted(p.relative_to(out) for p in out.rglob("*"))
-    other = ebsdray.Budget(samples=4, steps=4, particles=2)
+    other = ebsdray.Budget(samples=4, sampler=SAMPLER)
     with pytest.raises(FileExistsError, match=r"budget\.samples: 3 there, 4 now"):
         ebsdray.reconstruct(observation, model, other, seed=7, output_dir=out, progress=False)
     with pytest.raises(FileExistsError, match="seed: 7 there, 8 now"):
@@ -166,8 +194,8 @@ def test_output_dir_of_another_job_is_refused_untouched(model, observation, tmp_
 
 
 def test_adaptive_budget_stops_when_the_aggregate_settles(model, observation):
-    loose = ebsdray.Budget(samples=2, steps=4, particles=2, max_samples=8, tolerance=10.0)
-    strict = ebsdray.Budget(samples=2, steps=4, particles=2, max_samples=8, tolerance=1e-9)
+    loose = ebsdray.Budget(samples=2, sampler=SAMPLER, max_samples=8, tolerance=10.0)
+    strict = ebsdray.Budget(samples=2, sampler=SAMPLER, max_samples=8, tolerance=1e-9)
     quick = ebsdray.reconstruct(observation, model, loose, sections=[0, 1], progress=False)
     full = ebsdray.reconstruct(observation, model, strict, sections=[0, 1], progress=False)
     # a round can only be judged against the one before: the loosest tolerance stops after two
@@ -178,7 +206,7 @@ def test_adaptive_budget_stops_when_the_aggregate_settles(model, observation):
 
 
 def test_adaptive_budget_is_deterministic_on_ray(ray_cluster, model, observation):
-    b = ebsdray.Budget(samples=2, steps=4, particles=2, max_samples=6, tolerance=0.05)
+    b = ebsdray.Budget(samples=2, sampler=SAMPLER, max_samples=6, tolerance=0.05)
     a = ebsdray.reconstruct(observation, model, b, seed=1, keep_samples=True, progress=False)
     r = ebsdray.reconstruct(
         observation, model, b, seed=1, keep_samples=True, replicas=2, samples_per_request=1,

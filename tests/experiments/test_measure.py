@@ -15,7 +15,7 @@ from ebsdray.experiments.measure import (
 from ebsdray.metrics import grain_boundaries
 from ebsdray.posterior import section_metrics
 
-BUDGET = dict(steps=3, particles=1)
+BUDGET = dict(sampler=ebsdray.SamplerSpec(steps=3, particles=1))
 OUTPUTS = ("boundary", "boundary_confidence", "ebsd_quaternions", "pl_denoised")
 
 

@@ -50,7 +50,7 @@ def tiny_config(home: Path, tiny_models) -> dict:
             overrides=[
                 f"paths.root={home}",
                 "size=smoke",
-                "budget.steps=3",
+                "sampler.steps=3",
                 "threads=1",
                 "progress=false",
                 *[f"models.{v}={ckpt}" for v, (_, ckpt) in tiny_models.items()],

@@ -95,7 +95,7 @@ def test_walkthrough_files_to_ingest_to_reconstruction(example, tmp_path):
             "sections=[0]",
             "observation.ebsd_fraction=0.25",
             "budget.samples=2",
-            "budget.steps=3",
+            "sampler.steps=3",
             "cluster=null",
             "progress=false",
             f"output_dir={tmp_path / 'rec'}",

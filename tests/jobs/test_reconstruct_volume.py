@@ -34,8 +34,8 @@ def tiny_overrides(checkpoint, home, out):
         "synthetic.grain_size=6",
         "observation.ebsd_fraction=0.25",
         "budget.samples=2",
-        "budget.steps=3",
-        "budget.particles=2",
+        "sampler.steps=3",
+        "sampler.particles=2",
         "progress=false",
         f"output_dir={out}",
     ]
@@ -92,13 +92,15 @@ def test_mlflow_run_has_params_per_section_metrics_and_figures(job):
     expected = {
         "observation.ebsd_noise": "0.0", "observation.pl_noise": "0.05",
         "observation.corruptions": "none", "pl_corruption": "none", "crop": "None",
-        "sections": "all", "precision": "auto", "budget.steps": "3", "budget.particles": "2",
-        "budget.ebsd_guidance": "10.0", "budget.warm_start_t": "400", "seed": "0",
+        "sections": "all", "precision": "auto", "sampler.steps": "3", "sampler.particles": "2",
+        "sampler.ebsd_guidance": "10.0", "sampler.warm_start_t": "400", "seed": "0",
+        "sampler": "guided", "sampler.name": "guided", "budget.samples": "2",
+        "budget.max_samples": "None", "budget.tolerance": "0.05",
         "volume.synthetic.shape": "[3, 16, 24]", "volume.synthetic.grain_size": "6", "section_count": "3",
     }  # fmt: skip
     for key, value in expected.items():
         assert row[f"params.{key}"] == value, key
-    for key in ("pattern", "sampler", "model", "variant", "budget.sampler"):
+    for key in ("pattern", "model", "variant"):
         assert f"params.{key}" in runs.columns
     client = mlflow.MlflowClient()
     history = client.get_metric_history(row["run_id"], "section/chamfer")
@@ -136,6 +138,8 @@ def test_rerun_resumes_the_same_run_and_keeps_outputs(job):
     "override, error, message",
     [
         ("budget.samples=0", ValueError, "Budget.samples"),
+        ("sampler.steps=0", ValueError, "SamplerSpec.steps"),
+        ("sampler.name=dps", ValueError, r"unknown sampler 'dps' \(SamplerSpec\.name\)"),
         ("observation.ebsd_fraction=2", ValueError, r"\[0, 1\]"),
         ("observation.ebsd_fraction=0.3", ValueError, "1/s"),
         ("observation.pattern=spiral", ValueError, "spiral"),
@@ -158,12 +162,22 @@ def test_missing_checkpoint_and_unknown_keys_are_named(job, tmp_path):
         run(config)
     with pytest.raises(Exception, match=r"budget\.sample"):
         composed([*tiny_overrides("multimodal", job["home"], tmp_path / "o"), "budget.sample=3"])
+    with pytest.raises(Exception, match=r"budget\.steps"):  # a sampler key, in its own block
+        composed([*tiny_overrides("multimodal", job["home"], tmp_path / "o"), "budget.steps=3"])
     assert not (tmp_path / "o").exists()
 
 
 @pytest.mark.parametrize(
     "override",
-    ["+budget.sampels=4", "+observation.nois=0.1", "+replica.gpus=1", "+synthetic.seeds=1"],
+    [
+        "+budget.sampels=4",
+        "+budget.sampler=fps_smc",  # set by the job from the sampler block
+        "+sampler.step=4",
+        "+sampler.sampler=fps_smc",
+        "+observation.nois=0.1",
+        "+replica.gpus=1",
+        "+synthetic.seeds=1",
+    ],
 )
 def test_added_keys_with_typos_are_named(job, tmp_path, override):
     config = composed(
@@ -198,9 +212,9 @@ def test_ctrl_c_keeps_finished_sections_marks_the_run_killed_and_says_how_to_res
 ):
     home, out = tmp_path / "home", tmp_path / "out"
     args = tiny_overrides(tiny_models["multimodal"][1], home, out)
-    args = [a for a in args if not a.startswith(("budget.steps", "synthetic.shape"))]
+    args = [a for a in args if not a.startswith(("sampler.steps", "synthetic.shape"))]
     # enough work that the job is still running when the first section is saved; no Ray
-    args += ["synthetic.shape=[6,16,24]", "budget.steps=12", "cluster=null"]
+    args += ["synthetic.shape=[6,16,24]", "sampler.steps=12", "cluster=null"]
     env = {**os.environ, "EBSDRAY_HOME": str(home)}
     env.pop("MLFLOW_TRACKING_URI", None)
     job = subprocess.Popen(
