@@ -274,6 +274,7 @@ def _reconstruct(config, observation, model, budget, resources, store, on_sectio
         observation,
         model,
         budget,
+        seed=int(config["seed"]),
         sections=config["sections"],
         keep_samples=config["keep_samples"],
         precision=config["precision"],

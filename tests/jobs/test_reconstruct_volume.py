@@ -20,6 +20,7 @@ import zarr
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from ebsdray import volume_job
 from ebsdray.distributed.cluster import LOOPBACK_HOSTS
 from ebsdray.volume_job import run
 
@@ -187,6 +188,18 @@ def test_added_keys_with_typos_are_named(job, tmp_path, override):
     with pytest.raises(ValueError, match=rf"unknown config keys {name}.*spelling"):
         run(config)
     assert not (tmp_path / "o").exists()
+
+
+def test_the_config_seed_seeds_the_samples(monkeypatch):
+    """``seed`` seeds the posterior samples too, as the store's identity and the params say
+    (the job sampled with reconstruct's default seed 0 whatever the config said)."""
+    seen = {}
+    monkeypatch.setattr(volume_job, "reconstruct", lambda *a, **kw: seen.update(kw))
+    config = {"seed": 5, "sections": None, "keep_samples": False, "precision": "fp32",
+              "progress": False, "cluster": None, "replicas": None, "samples_per_request": None,
+              "figures": False, "evaluate": False}  # fmt: skip
+    volume_job._reconstruct(config, None, None, None, None, None, None)
+    assert seen["seed"] == 5
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".ang"])
