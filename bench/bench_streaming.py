@@ -40,7 +40,7 @@ def one(sections: int, size: int) -> dict:
             obs,
             model,
             ebsdray.Budget(samples=2, sampler=ebsdray.SamplerSpec(steps=4, particles=1)),
-            replicas=2,
+            placement=ebsdray.Placement(replicas=2),
             output_dir=f"{out}/run",
             keep_samples=True,
             figures=False,

@@ -78,7 +78,9 @@ def reconstruct(model, volume, setting, budget, seed: int) -> tuple[dict, object
     t0 = time.perf_counter()
     result = ebsdray.reconstruct(
         obs, model, budget, seed=seed, progress=False, precision="fp32",
-        resources=ebsdray.ReplicaResources(threads=torch.get_num_threads()),
+        placement=ebsdray.Placement(
+            resources=ebsdray.ReplicaResources(threads=torch.get_num_threads())
+        ),
     )  # fmt: skip
     seconds = time.perf_counter() - t0
     rows = [r["metrics"] for r in result.records]

@@ -467,7 +467,11 @@ def part_ray(rep: Report, sz: Sizes, threads: int) -> None:
     for n in (1, 2):
         t0 = time.perf_counter()
         res = ebsdray.reconstruct(
-            obs, model, sz.ray_budget, cluster="local", replicas=n, resources=resources, **common
+            obs,
+            model,
+            sz.ray_budget,
+            **common,
+            placement=ebsdray.Placement(cluster="local", replicas=n, resources=resources),
         )
         seconds[f"ray_{n}"] = time.perf_counter() - t0
         same[n] = identical(local, res)

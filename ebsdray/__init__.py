@@ -5,12 +5,13 @@ Public names (later layers and users rely on them)::
     synthetic_volume, Volume, pl_intensities, stage_angles,
     disorientation_deg, to_cubochoric, from_cubochoric, reduce_to_fundamental_zone,
     write_volume, read_volume, open_volume, read_ebsd_map, example_ebsd_map_path, ChannelCodec,
-    load_model, DiffusionModel, observe, Budget, SamplerSpec, ReplicaResources, reconstruct,
-    evaluate
+    load_model, DiffusionModel, observe, Budget, SamplerSpec, Placement, ReplicaResources,
+    reconstruct, evaluate
 """
 
 from ebsdray.api import (
     Budget,
+    Placement,
     Reconstruction,
     ReplicaResources,
     SamplerSpec,
@@ -35,6 +36,7 @@ __all__ = [
     "ChannelCodec",
     "DiffusionModel",
     "ObservedVolume",
+    "Placement",
     "Reconstruction",
     "ReplicaResources",
     "SamplerSpec",

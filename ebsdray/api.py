@@ -1,4 +1,4 @@
-"""The public Python API: a sampling budget, reconstruction of observed volumes, evaluation.
+"""The public Python API: a sampler and budget, reconstruction of observed volumes, evaluation.
 
     import ebsdray
     model = ebsdray.load_model("multimodal")
@@ -9,7 +9,8 @@
     ebsdray.evaluate(result, vol)                # {"chamfer": ..., "sobel_chamfer": ..., ...}
 
     # the same on Ray (a running cluster, or a local one with 2 replicas), streamed to disk:
-    result = ebsdray.reconstruct(obs, model, budget=..., seed=0, cluster="auto",
+    result = ebsdray.reconstruct(obs, model, budget=..., seed=0,
+                                 placement=ebsdray.Placement(cluster="auto"),
                                  output_dir="/data/run1")
 
 Every posterior sample k of section d draws from ``SeedSequence([seed, d, k])``: results do not
@@ -18,9 +19,10 @@ depend on how sections and samples are split over processes or Ray replicas.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ from ebsdray.posterior import (
 
 __all__ = [
     "Budget",
+    "Placement",
     "Reconstruction",
     "ReplicaResources",
     "SamplerSpec",
@@ -89,6 +92,42 @@ class Reconstruction:
     def stack(self, name: str) -> np.ndarray:
         """One output over all sections, e.g. ``stack("boundary")`` -> (D, H, W)."""
         return np.stack([getattr(s, name) for s in self.sections])
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where :func:`reconstruct` runs and how it hands out work. None of it changes the outputs
+    but ``resources.threads`` (fp32 convolutions round differently with other thread counts).
+
+    ``Placement()`` runs in this process; ``Placement(cluster="auto")`` on the running Ray
+    cluster, with as many replicas as it can place; ``Placement(replicas=2)`` on a local Ray
+    cluster with 2 replicas.
+
+    Attributes
+    ----------
+    cluster : ``"auto"`` (the running Ray cluster), an address, or ``"local"`` (the cluster of
+        ``ray job submit``, else a new loopback-only one); None: this process, unless
+        ``replicas`` is set (then ``"local"``).
+    replicas : model replicas on Ray; None: as many as the cluster can place.
+    resources : size of each replica and aggregation task (:class:`ReplicaResources`). In this
+        process the network runs with ``resources.threads`` torch threads, as a replica does.
+    samples_per_request : samples per replica request (default 1; does not change results).
+    """
+
+    cluster: str | None = None
+    replicas: int | None = None
+    resources: ReplicaResources = field(default_factory=ReplicaResources)
+    samples_per_request: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("replicas", "samples_per_request"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int | np.integer) or value < 1):
+                raise ValueError(f"Placement.{name} must be an integer >= 1 or None; got {value!r}")
+
+    @property
+    def on_ray(self) -> bool:
+        return self.cluster is not None or self.replicas is not None
 
 
 class StoredSections(Sequence[SectionResult]):
@@ -163,10 +202,40 @@ def prepare_output(
     Cheap and idempotent: call it before spending compute (e.g. before opening a tracking run)
     to fail fast on bad inputs or on an ``output_dir`` that holds other files or another job's
     results (``FileExistsError`` naming the differences), then pass the store to
-    :func:`reconstruct` as its ``output_dir``. Arguments as in :func:`reconstruct`.
+    :func:`reconstruct` as its ``output_dir`` (with the same job arguments: it checks them).
+
+    Parameters
+    ----------
+    output_dir : where the store goes (``reconstruction.zarr`` and ``sections/``).
+    observation, model, budget, seed, sections, precision, keep_samples : the job, as in
+        :func:`reconstruct`.
+    identity : extra facts that define the job for resume checks (e.g. the volume's source).
+    store_attrs : extra attributes for the store (e.g. the resolved job config).
     """
     check_inputs(observation, model, _sections(observation, sections))
-    facts = {
+    facts = _job_facts(observation, model, budget, seed, precision, keep_samples)
+    return ReconstructionStore.create(
+        output_dir,
+        identity=facts | (identity or {}),
+        shape=observation.shape,
+        variant=model.variant,
+        pl_channels=model.codec.pl_channels,
+        max_samples=max(budget.max_samples_for(i) for i in range(len(observation))),
+        keep_samples=keep_samples,
+        attrs={"ebsdray_version": ebsdray_version(), **(store_attrs or {})},
+    )
+
+
+def _job_facts(
+    observation: ObservedVolume,
+    model: DiffusionModel,
+    budget: Budget,
+    seed: int,
+    precision: str,
+    keep_samples: bool,
+) -> dict[str, Any]:
+    """What defines a job's results, as its store records them (the resume check)."""
+    return {
         "model": model.source,
         "model_provenance": model.provenance,
         "variant": model.variant,
@@ -176,18 +245,7 @@ def prepare_output(
         "seed": int(seed),
         "precision": str(precision),
         "keep_samples": bool(keep_samples),
-        **(identity or {}),
     }
-    return ReconstructionStore.create(
-        output_dir,
-        identity=facts,
-        shape=observation.shape,
-        variant=model.variant,
-        pl_channels=model.codec.pl_channels,
-        max_samples=max(budget.max_samples_for(i) for i in range(len(observation))),
-        keep_samples=keep_samples,
-        attrs={"ebsdray_version": ebsdray_version(), **(store_attrs or {})},
-    )
 
 
 def _announce(
@@ -239,23 +297,17 @@ def reconstruct(
     sections: Sequence[int] | None = None,
     keep_samples: bool = False,
     precision: str = "auto",
-    progress: bool = True,
-    cluster: str | None = None,
-    replicas: int | None = None,
-    resources: ReplicaResources | None = None,
-    samples_per_request: int | None = None,
+    placement: Placement | None = None,
     output_dir: str | os.PathLike[str] | ReconstructionStore | None = None,
     figures: bool = True,
     evaluate: bool = True,
-    identity: dict[str, Any] | None = None,
-    store_attrs: dict[str, Any] | None = None,
+    progress: bool = True,
     on_section: Callable[[dict[str, Any]], None] | None = None,
 ) -> Reconstruction:
     """Reconstruct every (or the given) section of an observed volume.
 
-    In this process by default; on Ray when ``cluster`` (``"auto"`` for the running cluster, an
-    address, or ``"local"``) or ``replicas`` is given. The same seed gives the same outputs
-    either way, with any number of replicas.
+    In this process by default; on Ray with a ``placement`` that names a cluster or a replica
+    count. The same seed gives the same outputs either way, with any number of replicas.
 
     Parameters
     ----------
@@ -269,19 +321,16 @@ def reconstruct(
     precision : ``"auto"`` (bf16 where the replica's device runs it natively, else fp32),
         ``"fp32"`` or ``"bf16"``; of the network only (:mod:`ebsdray.precision`). The one
         used is in each section's ``info["precision"]``.
-    cluster, replicas, resources : where to run (Ray) and how many model replicas of what size
-        (default: as many as the cluster can place; see :class:`ReplicaResources`). In this
-        process the network runs with ``resources.threads`` torch threads (default 1), as a
-        replica does: the thread count changes fp32 rounding, replicas and chunking do not.
-    samples_per_request : samples per replica request (does not change results).
+    placement : where to run and how to hand out work (:class:`Placement`; default this
+        process, with 1 torch thread as a replica has).
     output_dir : stream each section's outputs into a zarr store there (see
         :mod:`ebsdray.io.reconstruction_store`), with a figure per section; sections already
         finished by the same job are skipped (resume). The result then reads sections lazily.
-        A store from :func:`prepare_output` (called with the same arguments) is used as is.
+        A store from :func:`prepare_output` is used as is, once it is seen to hold this job
+        (that is also how to give the store extra ``identity`` or ``store_attrs``).
     figures : write a PNG per section into ``output_dir``.
     evaluate : score each section against its ground truth, when it has one (``records``).
-    identity : extra facts that define the job for resume checks (e.g. the volume's source).
-    store_attrs : extra attributes for the store (e.g. the resolved job config).
+    progress : a progress bar, and a line up front saying what the job will cost.
     on_section : called with each finished section's record ``{"section", "info", "metrics"}``.
 
     Returns
@@ -291,14 +340,12 @@ def reconstruct(
     budget = budget or Budget()
     indices = _sections(observation, sections)
     job = _Job(observation, model, budget, seed, indices, precision, keep_samples)
-    store = _checked_store(job, output_dir, identity, store_attrs)
+    store = _checked_store(job, output_dir)
     records, todo = _resumed(store, indices)
     spec = _finish_spec(job, store, evaluate, figures)
     owns_store = store is not None and not isinstance(output_dir, ReconstructionStore)
     try:
-        done = _run(
-            job, todo, spec, samples_per_request, on_section, progress, cluster, replicas, resources
-        )
+        done = _run(job, todo, spec, placement or Placement(), on_section, progress)
         records |= {i: out["record"] for i, out in done.items()}
         ordered = [records[i] for i in indices]
         if store is not None:
@@ -321,17 +368,27 @@ class _Job:
     precision: str
     keep_samples: bool
 
+    def facts(self) -> dict[str, Any]:
+        o, m, b = self.observation, self.model, self.budget
+        return _job_facts(o, m, b, self.seed, self.precision, self.keep_samples)
+
 
 def _checked_store(
-    job: _Job,
-    output_dir: str | os.PathLike[str] | ReconstructionStore | None,
-    identity: dict[str, Any] | None,
-    store_attrs: dict[str, Any] | None,
+    job: _Job, output_dir: str | os.PathLike[str] | ReconstructionStore | None
 ) -> ReconstructionStore | None:
-    """Check the inputs and open the output store: a store given as ``output_dir`` as is, a new
-    or reopened one at a path, or None (the outputs stay in memory)."""
-    if isinstance(output_dir, ReconstructionStore):
-        return output_dir  # from prepare_output, which checked the inputs
+    """Check the inputs and open the output store: a store given as ``output_dir`` as is (once
+    it is seen to be this job's), a new or reopened one at a path, or None (the outputs stay in
+    memory)."""
+    if isinstance(output_dir, ReconstructionStore):  # from prepare_output: inputs checked
+        stored = output_dir.attrs.get("identity", {})
+        facts = json.loads(json.dumps(job.facts(), sort_keys=True, default=str))
+        diff = sorted(k for k in facts if stored.get(k) != facts[k])
+        if diff:
+            raise ValueError(
+                f"the store in {output_dir.output_dir} was prepared for another job (it differs "
+                f"in {', '.join(diff)}); call prepare_output with this job's arguments"
+            )
+        return output_dir
     if output_dir is None:
         check_inputs(job.observation, job.model, job.indices)
         return None
@@ -344,8 +401,6 @@ def _checked_store(
         sections=job.indices,
         precision=job.precision,
         keep_samples=job.keep_samples,
-        identity=identity,
-        store_attrs=store_attrs,
     )
 
 
@@ -376,17 +431,14 @@ def _finish_spec(
 
 
 def _backend(
-    model: DiffusionModel,
-    todo: Sequence[int],
-    cluster: str | None,
-    replicas: int | None,
-    resources: ReplicaResources,
+    model: DiffusionModel, todo: Sequence[int], placement: Placement
 ) -> LocalBackend | RayBackend:
-    """Ray replicas when a cluster or a replica count is asked for and there is work left (a
-    finished job starts nothing); this process otherwise."""
-    if todo and (cluster is not None or replicas is not None):
-        connect(cluster)
-        return RayBackend(model, replicas or default_replicas(resources), resources)
+    """Ray replicas when the placement asks for Ray and there is work left (a finished job
+    starts nothing); this process otherwise."""
+    resources = placement.resources
+    if todo and placement.on_ray:
+        connect(placement.cluster)
+        return RayBackend(model, placement.replicas or default_replicas(resources), resources)
     return LocalBackend(model, threads=resources.threads)
 
 
@@ -394,17 +446,13 @@ def _run(
     job: _Job,
     todo: list[int],
     spec: FinishSpec,
-    samples_per_request: int | None,
+    placement: Placement,
     on_section: Callable[[dict[str, Any]], None] | None,
     progress: bool,
-    cluster: str | None,
-    replicas: int | None,
-    resources: ReplicaResources | None,
 ) -> dict[int, dict[str, Any]]:
     """Reconstruct the sections ``todo`` on the backend chosen, saying up front what it will
     cost when ``progress``; returns ``{section: finish output}``."""
-    resources = resources or ReplicaResources()
-    backend = _backend(job.model, todo, cluster, replicas, resources)
+    backend = _backend(job.model, todo, placement)
     if progress and todo:
         _announce(
             job.model,
@@ -413,7 +461,7 @@ def _run(
             todo,
             job.precision,
             backend.replicas,
-            resources.threads,
+            placement.resources.threads,
         )
     try:
         return run_sections(
@@ -425,7 +473,7 @@ def _run(
             seed=job.seed,
             sections=todo,
             precision=job.precision,
-            samples_per_request=samples_per_request,
+            samples_per_request=placement.samples_per_request,
             on_section=on_section,
             progress=progress,
         )

@@ -31,7 +31,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from ebsdray.api import Budget, ReplicaResources, SamplerSpec, prepare_output, reconstruct
+from ebsdray.api import (
+    Budget,
+    Placement,
+    ReplicaResources,
+    SamplerSpec,
+    prepare_output,
+    reconstruct,
+)
 from ebsdray.data.microstructure import synthetic_volume
 from ebsdray.data.volume import Volume
 from ebsdray.diffusion.pretrained import load_model
@@ -42,9 +49,9 @@ from ebsdray.observation import observe
 from ebsdray.tracking import flatten, resolve_tracking_uri, start_run, sweep_parent
 
 KEYS = {
-    "volume", "synthetic", "crop", "sections", "observation", "sampler", "budget", "model", "replicas",
-    "replica", "cluster", "samples_per_request", "seed", "keep_samples", "precision", "output_dir",
-    "evaluate", "figures", "mlflow", "progress",
+    "volume", "synthetic", "crop", "sections", "observation", "sampler", "budget", "model",
+    "replicas", "replica", "cluster", "samples_per_request", "seed", "keep_samples", "precision",
+    "output_dir", "evaluate", "figures", "mlflow", "progress",
 }  # fmt: skip
 
 
@@ -235,17 +242,18 @@ def _interrupts(out: Path, store, guard: _Deferred) -> Iterator[None]:
 
 
 def _prepare(config: dict[str, Any]):
-    """Every check that can fail, before any MLflow run or sampling: sampler, budget, resources,
+    """Every check that can fail, before any MLflow run or sampling: sampler, budget, placement,
     keys, input, model, observation, output directory (resumed when it holds the same job)."""
     _check_keys(config)
     sampler = SamplerSpec(**_checked("sampler", config["sampler"], SamplerSpec))
     budget_config = _checked("budget", config["budget"], Budget, ("sampler",))
     budget = Budget(**budget_config, sampler=sampler)
-    resources = ReplicaResources(**_checked("replica", config["replica"], ReplicaResources))
-    if config["replicas"] is not None and int(config["replicas"]) < 1:
-        raise ValueError(
-            f"replicas must be >= 1 or null (as many as fit); got {config['replicas']}"
-        )
+    placement = Placement(
+        cluster=config["cluster"],
+        replicas=config["replicas"],
+        resources=ReplicaResources(**_checked("replica", config["replica"], ReplicaResources)),
+        samples_per_request=config["samples_per_request"],
+    )
     if not config.get("output_dir"):
         raise ValueError("output_dir must be set (the job script defaults it under paths)")
     volume, source = load_input(config["volume"], config["synthetic"], config["crop"])
@@ -266,10 +274,10 @@ def _prepare(config: dict[str, Any]):
         identity={"volume": source},
         store_attrs={"config": config},
     )
-    return budget, resources, source, model, observation, out, store
+    return budget, placement, source, model, observation, out, store
 
 
-def _reconstruct(config, observation, model, budget, resources, store, on_section):
+def _reconstruct(config, observation, model, budget, placement, store, on_section):
     return reconstruct(
         observation,
         model,
@@ -278,14 +286,11 @@ def _reconstruct(config, observation, model, budget, resources, store, on_sectio
         sections=config["sections"],
         keep_samples=config["keep_samples"],
         precision=config["precision"],
-        progress=config["progress"],
-        cluster=config["cluster"],
-        replicas=config["replicas"],
-        resources=resources,
-        samples_per_request=config["samples_per_request"],
+        placement=placement,
         output_dir=store,
         figures=config["figures"],
         evaluate=config["evaluate"],
+        progress=config["progress"],
         on_section=on_section,
     )
 
@@ -313,7 +318,7 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
     JobInterrupted : on Ctrl-C or SIGTERM; finished sections are kept and a rerun resumes.
     """
     t0 = time.perf_counter()
-    budget, resources, source, model, observation, out, store = _prepare(config)
+    budget, placement, source, model, observation, out, store = _prepare(config)
     ml = config["mlflow"]
     run_file = out / "mlflow_run.json"
     run_id = json.loads(run_file.read_text())["run_id"] if run_file.exists() else None
@@ -336,7 +341,7 @@ def run(config: dict[str, Any], sweep: dict[str, str] | None = None) -> dict[str
         guard = _Deferred()
         logger = _SectionLogger(out, identity, int(ml["section_figures"]), guard)
         with _interrupts(out, store, guard):
-            result = _reconstruct(config, observation, model, budget, resources, store, logger)
+            result = _reconstruct(config, observation, model, budget, placement, store, logger)
         records = result.records
         used = "+".join(sorted({r["info"].get("precision", "") for r in records} - {""}))
         mlflow.set_tag("precision_used", used)

@@ -1,5 +1,6 @@
-"""Direct tests of ebsdray.posterior's sampler and budget rules and the sums adaptive budgets watch (the
-sampling and merging paths are exercised end to end in tests/api and tests/distributed)."""
+"""Direct tests of ebsdray.posterior's sampler and budget rules and the sums adaptive budgets
+watch (the sampling and merging paths are exercised end to end in tests/api and
+tests/distributed)."""
 
 from __future__ import annotations
 

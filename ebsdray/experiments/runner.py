@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ebsdray.api import Budget, ReplicaResources, SamplerSpec, reconstruct
+from ebsdray.api import Budget, Placement, ReplicaResources, SamplerSpec, reconstruct
 from ebsdray.diffusion.pretrained import DiffusionModel, load_model
 from ebsdray.experiments.measure import baseline_metrics, measure, prefix_results
 from ebsdray.experiments.plan import (
@@ -150,9 +150,9 @@ def compute_model(cfg: Config, ctx: Context) -> dict[str, Any]:
         keep_samples=True,
         precision=c["precision"],
         progress=bool(c["progress"]) and c["cluster"] is not None,  # long configs: a bar
-        cluster=c["cluster"],
-        replicas=c["replicas"],
-        resources=ReplicaResources(**c["replica"]),
+        placement=Placement(
+            cluster=c["cluster"], replicas=c["replicas"], resources=ReplicaResources(**c["replica"])
+        ),
         evaluate=False,  # measured below, at every K
     )
     t_sample = time.perf_counter() - t0

@@ -151,6 +151,19 @@ def test_bad_budgets_are_named(kwargs, message):
         ebsdray.Budget.from_dict(kwargs)
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"replicas": 0}, "Placement.replicas must be an integer >= 1"),
+        ({"samples_per_request": 1.5}, "Placement.samples_per_request must be an integer"),
+    ],
+)
+def test_bad_placements_are_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ebsdray.Placement(**kwargs)
+    assert not ebsdray.Placement().on_ray and ebsdray.Placement(replicas=2).on_ray
+
+
 def test_sections_out_of_range(models, volume):
     obs = ebsdray.observe(volume, seed=0)
     with pytest.raises(ValueError, match="out of range"):

@@ -9,6 +9,7 @@ import pytest
 import ray
 
 import ebsdray
+from ebsdray.api import prepare_output
 from ebsdray.distributed.runner import LocalBackend, run_sections
 from ebsdray.distributed.work import FinishSpec
 from ebsdray.io.reconstruction_store import ReconstructionStore
@@ -101,9 +102,9 @@ def test_ray_replicas_give_the_in_process_outputs_bitwise(
             BUDGET,
             seed=7,
             keep_samples=True,
-            replicas=replicas,
-            resources=small,
-            samples_per_request=per_request,
+            placement=ebsdray.Placement(
+                replicas=replicas, resources=small, samples_per_request=per_request
+            ),
             progress=False,
             precision=precision,
         )
@@ -129,8 +130,7 @@ def test_a_killed_replica_changes_nothing(ray_cluster, model, observation, in_pr
         BUDGET,
         seed=7,
         keep_samples=True,
-        replicas=2,
-        samples_per_request=1,
+        placement=ebsdray.Placement(replicas=2, samples_per_request=1),
         on_section=kill_one_replica,
         progress=False,
     )
@@ -161,8 +161,9 @@ def test_store_resumes_an_interrupted_job_without_recomputing(
 
     computed = []
     resumed = ebsdray.reconstruct(
-        observation, model, BUDGET, seed=7, keep_samples=True, output_dir=out, replicas=2,
-        on_section=lambda r: computed.append(r["section"]), progress=False,
+        observation, model, BUDGET, seed=7, keep_samples=True, output_dir=out,
+        placement=ebsdray.Placement(replicas=2), on_section=lambda r: computed.append(r["section"]),
+        progress=False,
     )  # fmt: skip
     assert sorted(computed) == [2, 3]  # 0 and 1 were kept
     for i, mtime in before.items():
@@ -183,6 +184,9 @@ def test_output_dir_of_another_job_is_refused_untouched(model, observation, tmp_
         ebsdray.reconstruct(observation, model, other, seed=7, output_dir=out, progress=False)
     with pytest.raises(FileExistsError, match="seed: 7 there, 8 now"):
         ebsdray.reconstruct(observation, model, BUDGET, seed=8, output_dir=out, progress=False)
+    faster = ebsdray.Budget(samples=3, sampler=ebsdray.SamplerSpec(steps=2, particles=2))
+    with pytest.raises(FileExistsError, match=r"budget\.sampler\.steps: 4 there, 2 now"):
+        ebsdray.reconstruct(observation, model, faster, seed=7, output_dir=out, progress=False)
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == files
 
     busy = tmp_path / "busy"
@@ -191,6 +195,22 @@ def test_output_dir_of_another_job_is_refused_untouched(model, observation, tmp_
     with pytest.raises(FileExistsError, match="holds other files"):
         ebsdray.reconstruct(observation, model, BUDGET, output_dir=busy, progress=False)
     assert (busy / "notes.txt").read_text() == "mine"
+
+
+def test_a_prepared_store_is_used_only_for_its_own_job(model, observation, tmp_path):
+    store = prepare_output(
+        tmp_path / "run", observation, model, BUDGET, seed=7, identity={"volume": "tiny"}
+    )
+    try:
+        with pytest.raises(ValueError, match=r"prepared for another job.*in seed"):
+            ebsdray.reconstruct(observation, model, BUDGET, seed=8, output_dir=store)
+        result = ebsdray.reconstruct(
+            observation, model, BUDGET, seed=7, sections=[0], output_dir=store, progress=False
+        )
+        assert result.output_dir == store.output_dir
+        assert store.attrs["identity"]["volume"] == "tiny"
+    finally:
+        store.release()
 
 
 def test_adaptive_budget_stops_when_the_aggregate_settles(model, observation):
@@ -209,8 +229,8 @@ def test_adaptive_budget_is_deterministic_on_ray(ray_cluster, model, observation
     b = ebsdray.Budget(samples=2, sampler=SAMPLER, max_samples=6, tolerance=0.05)
     a = ebsdray.reconstruct(observation, model, b, seed=1, keep_samples=True, progress=False)
     r = ebsdray.reconstruct(
-        observation, model, b, seed=1, keep_samples=True, replicas=2, samples_per_request=1,
-        progress=False,
+        observation, model, b, seed=1, keep_samples=True,
+        placement=ebsdray.Placement(replicas=2, samples_per_request=1), progress=False,
     )  # fmt: skip
     assert [x["info"]["samples"] for x in a.records] == [x["info"]["samples"] for x in r.records]
     assert_same(a, r)
@@ -218,7 +238,9 @@ def test_adaptive_budget_is_deterministic_on_ray(ray_cluster, model, observation
 
 def test_too_many_replicas_are_refused_before_any_work(ray_cluster, model, observation):
     with pytest.raises(ValueError, match="do not fit this cluster"):
-        ebsdray.reconstruct(observation, model, BUDGET, replicas=8, progress=False)
+        ebsdray.reconstruct(
+            observation, model, BUDGET, placement=ebsdray.Placement(replicas=8), progress=False
+        )
 
 
 def test_sections_smaller_than_the_window_are_refused(model):

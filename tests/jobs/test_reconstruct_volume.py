@@ -196,8 +196,7 @@ def test_the_config_seed_seeds_the_samples(monkeypatch):
     seen = {}
     monkeypatch.setattr(volume_job, "reconstruct", lambda *a, **kw: seen.update(kw))
     config = {"seed": 5, "sections": None, "keep_samples": False, "precision": "fp32",
-              "progress": False, "cluster": None, "replicas": None, "samples_per_request": None,
-              "figures": False, "evaluate": False}  # fmt: skip
+              "progress": False, "figures": False, "evaluate": False}  # fmt: skip
     volume_job._reconstruct(config, None, None, None, None, None, None)
     assert seen["seed"] == 5
 
