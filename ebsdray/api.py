@@ -509,7 +509,7 @@ def _collected(
 def evaluate(
     result: Reconstruction, volume: Any = None, *, prefix: str = "", per_section: bool = False
 ) -> dict[str, float] | list[dict[str, float]]:
-    """Metrics (design.md section 8) of a reconstruction against the ground truth.
+    """Metrics of a reconstruction against the ground truth (:mod:`ebsdray.metrics`).
 
     Parameters
     ----------

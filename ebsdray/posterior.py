@@ -397,7 +397,7 @@ def merge_section(
     info: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> SectionResult:
-    """Merge one section's (K, C, H, W) samples into its task outputs (design.md section 7).
+    """Merge one section's (K, C, H, W) samples into its task outputs (:func:`aggregate`).
 
     Needs the model's codec and variant only, not its network: it runs in aggregation tasks.
     """

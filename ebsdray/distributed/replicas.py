@@ -1,4 +1,4 @@
-"""Model replicas on Ray: actors that hold the network, aggregation as tasks (design.md s9).
+"""Model replicas on Ray: actors that hold the network, aggregation as tasks.
 
 Each replica loads the model once and answers ``draw`` requests. Replicas restart when their
 process dies and Ray retries their requests (``max_restarts=-1, max_task_retries=-1``): a retried
