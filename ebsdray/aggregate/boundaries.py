@@ -5,11 +5,11 @@ channels (root-sum-square over channels), min-max normalized to [0, 1] and cut a
 sorted values (``kneed``); on the observed PL it is the Sobel baseline.
 
 PL route (:func:`pl_pair_edges`): the step between every pair of face neighbours of the
-posterior-mean PL, in its channels and in features that brightness changes (scratches,
-illumination) leave nearly alone, each step the least over a few pixels to either side (a thin
-scratch steps back), thinned by non-maximum suppression to one pair per interface and cut at the
-elbow of the surviving steps; both pixels of a kept pair are boundary pixels, as in the ground
-truth, where a Sobel band is 3-4 pixels wide and misses faint interfaces beside strong ones.
+posterior-mean PL, thinned by non-maximum suppression to one pair per interface and cut at the
+elbow of the surviving steps, where features that brightness changes (scratches, illumination)
+leave nearly alone agree with a step that persists two pixels (a thin scratch steps back); both
+pixels of a kept pair are boundary pixels, as in the ground truth, where a Sobel band is 3-4
+pixels wide and misses faint interfaces beside strong ones.
 
 EBSD route: per sample, each pair of face neighbours gets the evidence ``ramp(disorientation)``
 (0 below the grain tolerance of 5 degrees, 1 above it, a linear ramp 1 degree wide between); a
@@ -276,13 +276,14 @@ def pl_pair_edges(pl_samples: Any, codec: ChannelCodec) -> dict[str, Any]:
     """PL boundaries from the steps between neighbours of the posterior-mean PL.
 
     The mean over the K samples is the least noisy image of the section (the posterior mean), so
-    the boundary is read from it, in two views: its channels and their
-    :func:`shading_invariant` features. In each view a pair is an edge when it is a
-    :func:`local_maxima` (where exactly) and its :func:`persistent_steps` step exceeds the
-    :func:`elbow_threshold` of the local maxima's steps (edges against grain interiors). A
-    boundary pair is an edge in both views, and both its pixels are boundary pixels: a scratch
-    or an illumination step stands out in the channels only, noise in dark grains in the
-    invariant features only. Each sample is cut the same way at the same thresholds for the
+    the boundary is read from it, in two views: its channels, and their
+    :func:`shading_invariant` features with steps that must persist ``PERSISTENCE`` pixels
+    (:func:`persistent_steps`). In each view a pair is an edge when it is a
+    :func:`local_maxima` (where exactly) and its step exceeds the :func:`elbow_threshold` of the
+    local maxima's steps (edges against grain interiors). A boundary pair is an edge in both
+    views, and both its pixels are boundary pixels: the channels see every interface at its full
+    contrast, and the second view vetoes what is not one (a scratch or an illumination step
+    changes the brightness, not the shape of the stack, and a scratch is thin). Each sample is cut the same way at the same thresholds for the
     per-sample maps whose mean is the boundary confidence and whose variance is the boundary
     uncertainty.
 
@@ -302,11 +303,11 @@ def pl_pair_edges(pl_samples: Any, codec: ChannelCodec) -> dict[str, Any]:
     if x.ndim != 4:
         raise ValueError(f"pl_samples must be (K, C_PL, H, W); got shape {x.shape}")
     boundary, maps, thresholds = np.array(True), np.array(1.0), []
-    for view in (x, shading_invariant(x, codec)):
-        v, h = persistent_steps(view.mean(axis=0))
+    for view, span in ((x, 0), (shading_invariant(x, codec), PERSISTENCE)):
+        v, h = persistent_steps(view.mean(axis=0), span)
         kv, kh = local_maxima(v, h)
         t = elbow_threshold(np.concatenate([v[kv], h[kh]]))
-        sv, sh = persistent_steps(view)
+        sv, sh = persistent_steps(view, span)
         sv_max, sh_max = local_maxima(sv, sh)
         boundary = boundary & (pixel_evidence(kv & (v > t), kh & (h > t)) > 0)
         maps = maps * pixel_evidence(sv_max & (sv > t), sh_max & (sh > t))
