@@ -19,7 +19,6 @@ depend on how sections and samples are split over processes or Ray replicas.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -380,13 +379,11 @@ def _checked_store(
     it is seen to be this job's), a new or reopened one at a path, or None (the outputs stay in
     memory)."""
     if isinstance(output_dir, ReconstructionStore):  # from prepare_output: inputs checked
-        stored = output_dir.attrs.get("identity", {})
-        facts = json.loads(json.dumps(job.facts(), sort_keys=True, default=str))
-        diff = sorted(k for k in facts if stored.get(k) != facts[k])
+        diff = output_dir.identity_differences(job.facts())
         if diff:
             raise ValueError(
                 f"the store in {output_dir.output_dir} was prepared for another job (it differs "
-                f"in {', '.join(diff)}); call prepare_output with this job's arguments"
+                f"in {'; '.join(diff)}); call prepare_output with this job's arguments"
             )
         return output_dir
     if output_dir is None:

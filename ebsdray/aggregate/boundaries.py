@@ -38,7 +38,6 @@ from ebsdray.data.codec import ChannelCodec
 from ebsdray.data.symmetry import disorientation_deg
 
 _DERIVATIVE = np.array([-1.0, 0.0, 1.0])
-PERSISTENCE = 2  # pixels a PL step must persist (scratches are about 1.5 pixels wide)
 _SMOOTHING = np.array([1.0, 2.0, 1.0])
 
 
@@ -176,6 +175,9 @@ def pair_steps(images: Any) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.sqrt((np.diff(x, axis=a) ** 2).sum(axis=-3)) for a in (-2, -1))
 
 
+PERSISTENCE = 2  # pixels a PL step must persist (scratches are about 1.5 pixels wide)
+
+
 def persistent_steps(images: Any, span: int = PERSISTENCE) -> tuple[np.ndarray, np.ndarray]:
     """Steps across face-neighbour pairs that persist ``span`` pixels to either side.
 
@@ -203,7 +205,6 @@ def persistent_steps(images: Any, span: int = PERSISTENCE) -> tuple[np.ndarray, 
         pad = [(0, 0)] * x.ndim
         pad[axis] = (span, span)
         p = np.pad(x, pad, mode="edge")
-
         pairings = [(0, 1)] + [(0, 1 + w) for w in range(1, span + 1)]
         pairings += [(-w, 1) for w in range(1, span + 1)]
         # pixel i + k of the pairs (i, i + 1), i = 0..n - 2, is p[i + span + k] along the axis
@@ -283,9 +284,9 @@ def pl_pair_edges(pl_samples: Any, codec: ChannelCodec) -> dict[str, Any]:
     local maxima's steps (edges against grain interiors). A boundary pair is an edge in both
     views, and both its pixels are boundary pixels: the channels see every interface at its full
     contrast, and the second view vetoes what is not one (a scratch or an illumination step
-    changes the brightness, not the shape of the stack, and a scratch is thin). Each sample is cut the same way at the same thresholds for the
-    per-sample maps whose mean is the boundary confidence and whose variance is the boundary
-    uncertainty.
+    changes the brightness, not the shape of the stack, and a scratch is thin). Each sample is
+    cut the same way at the same thresholds for the per-sample maps whose mean is the boundary
+    confidence and whose variance is the boundary uncertainty.
 
     Parameters
     ----------

@@ -242,6 +242,13 @@ class ReconstructionStore:
         tmp.rename(self.section_file(i, ".json"))
         root["completed"][i] = True
 
+    def identity_differences(self, facts: dict[str, Any]) -> list[str]:
+        """How ``facts`` differ from the job identity this store was created with, one line per
+        differing key (keys ``facts`` does not name are not compared)."""
+        new = _normalized(facts)
+        stored = self.attrs.get("identity", {})
+        return _differences({k: stored.get(k) for k in new}, new)
+
     def completed(self) -> list[int]:
         """Indices of the finished sections."""
         return [int(i) for i in np.flatnonzero(self._root()["completed"][:])]
