@@ -55,7 +55,7 @@ from ebsdray.aggregate.boundaries import (
 )
 from ebsdray.aggregate.ebsd import MeanKind, decode_samples, mean_orientation, super_resolve
 from ebsdray.aggregate.grains import grain_consistent as grain_consistent_map
-from ebsdray.aggregate.grains import refine_borders
+from ebsdray.aggregate.grains import grain_means, refine_borders, split_by_image
 from ebsdray.aggregate.orientations import align_to_reference, orientation_mean
 from ebsdray.aggregate.pl import denoise_pl
 from ebsdray.conventions import EBSD_CHANNELS, ChannelLayout
@@ -321,8 +321,9 @@ def _ebsd_outputs(
             # The grains' borders, as the ground truth defines a border pixel, without the
             # evidence map's speckles; only where some samples support them (within a pixel:
             # the medoid clips corners): a split made by noisy observations alone is not one.
+            # The borders of the grains the PL alone showed need no such support.
             near = ndimage.maximum_filter(support, size=3) >= BORDER_SUPPORT
-            out["boundary"] = label_boundaries(g["labels"]) & near
+            out["boundary"] = label_boundaries(g["labels"]) & near | g["seen_by_image"]
     out.update(ebsd_quaternions=q, ebsd_channels=np.moveaxis(codec.encode_ebsd(q), -1, 0))
     return out
 
@@ -347,14 +348,21 @@ def _grains(
         min_size=min_size,
         tolerance_deg=threshold_deg,
     )
-    labels = g["labels"]
+    labels, grain_q = g["labels"], g["grain_quaternions"]
+    seen = np.zeros(labels.shape, bool)
     if pl_mean is not None:
         # The observations place a border only to within their spacing; the PL sees it
-        # wherever the c-axes differ.
+        # wherever the c-axes differ, and it sees the grains that no observation reached.
         labels = refine_borders(labels, pl_mean, fixed=m)
-    q = g["grain_quaternions"][labels]
+        merged = labels
+        labels = split_by_image(merged, pl_mean, fixed=m)  # new grains from merged.max() + 1
+        seen = label_boundaries(labels) & ~label_boundaries(merged)
+        # a grain the samples merged into a neighbour: their mean over it is all they say
+        new = int(merged.max()) + 1
+        grain_q = np.concatenate([grain_q[:new], grain_means(labels, q_mean)[0][new:]])
+    q = grain_q[labels]
     if q_obs is not None and m is not None:
         # an observed pixel keeps its own measurement: grains of one 5-degree segment may still
         # differ by a few degrees (macrozones), and the observation is the best estimate there
         q = np.where(m[..., None], q_obs, q)
-    return {"quaternions": q, "labels": labels}
+    return {"quaternions": q, "labels": labels, "seen_by_image": seen}

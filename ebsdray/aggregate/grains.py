@@ -23,9 +23,11 @@ which a flood fill keeps to itself (``bench/quality_report.py`` measures the res
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, dijkstra
 
@@ -391,19 +393,11 @@ def refine_borders(
     (H, W) labels of the same dtype, a subset of the input's.
     """
     lab = np.array(labels, copy=True)
-    img = as_numpy(image, np.float64)
-    if img.ndim != 3 or img.shape[1:] != lab.shape:
-        raise ValueError(f"image must be (C, {lab.shape[0]}, {lab.shape[1]}); got {img.shape}")
+    img = _checked_image(image, lab.shape)
     keep = None if fixed is None else as_numpy(fixed, bool)
-    h, w = lab.shape
-    n = int(lab.max()) + 1
     for _ in range(iterations):
-        padded = np.pad(lab, 1, mode="edge")
-        around = np.stack([padded[1 + i : 1 + i + h, 1 + j : 1 + j + w] for i, j in _AROUND])
-        interior = (around == lab).all(axis=0)
-        mean = _label_medians(lab, img, interior, n)
-        residual = ((img - np.moveaxis(mean[lab], -1, 0)) ** 2).sum(axis=0)
-        scale = max(float(np.median(residual[interior])) if interior.any() else 0.0, 1e-12)
+        fit = _ImageFit.of(lab, img)
+        mean, around, scale = fit.mean, fit.around, fit.scale
         best, best_cost = lab, None
         for candidate in (lab, *around):  # own label first: it wins ties
             data = ((img - np.moveaxis(mean[candidate], -1, 0)) ** 2).sum(axis=0) / scale
@@ -420,3 +414,106 @@ def refine_borders(
             break
         lab = best
     return lab
+
+
+def _checked_image(image: Any, shape: tuple[int, int]) -> np.ndarray:
+    img = as_numpy(image, np.float64)
+    if img.ndim != 3 or img.shape[1:] != shape:
+        raise ValueError(f"image must be (C, {shape[0]}, {shape[1]}); got {img.shape}")
+    return img
+
+
+@dataclass(frozen=True)
+class _ImageFit:
+    """A piecewise-constant fit of an image to grain labels: each grain's median over its
+    interior pixels (robust to the pixels of a neighbour the grain wrongly holds) and the scale
+    of the residual, the median squared residual of interior pixels (so costs are scale-free)."""
+
+    mean: np.ndarray  # (N + 1, C) per-label medians
+    residual: np.ndarray  # (H, W) squared residual to the own grain's median, summed over C
+    around: np.ndarray  # (4, H, W) the 4 face neighbours' labels (edge-padded)
+    scale: float
+
+    @classmethod
+    def of(cls, lab: np.ndarray, img: np.ndarray) -> _ImageFit:
+        h, w = lab.shape
+        padded = np.pad(lab, 1, mode="edge")
+        around = np.stack([padded[1 + i : 1 + i + h, 1 + j : 1 + j + w] for i, j in _AROUND])
+        interior = (around == lab).all(axis=0)
+        mean = _label_medians(lab, img, interior, int(lab.max()) + 1)
+        residual = ((img - np.moveaxis(mean[lab], -1, 0)) ** 2).sum(axis=0)
+        scale = max(float(np.median(residual[interior])) if interior.any() else 0.0, 1e-12)
+        return cls(mean, residual, around, scale)
+
+
+def split_by_image(
+    labels: np.ndarray,
+    image: Any,
+    fixed: Any = None,
+    *,
+    candidate: float = 3.0,
+    contrast: float = 8.0,
+    gain: float = 50.0,
+) -> np.ndarray:
+    """Split off the parts of grains that an image of the section (the PL) shows to differ.
+
+    A grain no observation reaches (on a 1/16 grid, any grain narrower than the 4-pixel spacing)
+    is merged by the samples into a neighbour; moving borders (:func:`refine_borders`) cannot
+    bring it back, but the PL still shows it wherever its c-axis differs. Candidates are the
+    connected unobserved pixels of one grain whose squared residual to the grain's median,
+    averaged over 3 x 3 and in units of the residual scale (see :func:`refine_borders`), exceeds
+    ``candidate``; :func:`refine_borders` then shapes them inside their grain. A candidate
+    stays a grain of its own only if its median differs from its grain's by at least
+    ``contrast`` residual scales (the blur of a border is a few, a grain of another c-axis tens)
+    and the squared residual it saves, less one per new border pair, is at least ``gain``.
+
+    Parameters
+    ----------
+    labels : (H, W) int grain labels.
+    image : (C, H, W) image, e.g. the posterior-mean PL channels.
+    fixed : optional (H, W) bool, observed pixels: they stay in their grain.
+    candidate, contrast, gain : the thresholds above, in units of the residual scale.
+
+    Returns
+    -------
+    (H, W) labels of the input's dtype: the input's, with each new grain numbered from
+    ``labels.max() + 1`` on.
+    """
+    lab = np.asarray(labels)
+    img = _checked_image(image, lab.shape)
+    keep = np.zeros(lab.shape, bool) if fixed is None else as_numpy(fixed, bool)
+    fit = _ImageFit.of(lab, img)
+    scale = fit.scale  # the noise of the image as the grains left it
+    odd = (ndimage.uniform_filter(fit.residual / scale, 3, mode="nearest") > candidate) & ~keep
+    pieces, count = ndimage.label(odd)  # 4-connected
+    if count == 0:
+        return lab.copy()
+    # a candidate is one connected piece within one grain
+    _, first, piece = np.unique(
+        pieces[odd].astype(np.int64) * (int(lab.max()) + 1) + lab[odd],
+        return_index=True,
+        return_inverse=True,
+    )
+    parent = lab[odd][first]
+    start = int(lab.max()) + 1
+    proposed = lab.copy()
+    proposed[odd] = start + piece
+    # only the candidates' grains are reshaped
+    proposed = refine_borders(proposed, img, fixed=keep | ~np.isin(lab, parent))
+    fit = _ImageFit.of(proposed, img)
+    out = proposed.copy()
+    for k, g in enumerate(parent):
+        inside = proposed == start + k
+        if not inside.any():
+            continue
+        values = img[:, inside]
+        saved = (values - fit.mean[g][:, None]) ** 2 - (values - fit.mean[start + k][:, None]) ** 2
+        pairs = (inside[:-1] != inside[1:]).sum() + (inside[:, :-1] != inside[:, 1:]).sum()
+        distinct = np.linalg.norm(fit.mean[start + k] - fit.mean[g]) >= contrast * np.sqrt(scale)
+        if not (distinct and saved.sum() / scale - pairs >= gain):
+            out[inside] = g
+    # renumber the kept new grains start, start + 1, ... so callers can extend per-grain arrays
+    new = np.unique(out[out >= start])
+    remap = np.arange(int(out.max()) + 1)
+    remap[new] = start + np.arange(new.size)
+    return remap[out].astype(lab.dtype)
