@@ -509,11 +509,27 @@ def split_by_image(
         values = img[:, inside]
         saved = (values - fit.mean[g][:, None]) ** 2 - (values - fit.mean[start + k][:, None]) ** 2
         pairs = (inside[:-1] != inside[1:]).sum() + (inside[:, :-1] != inside[:, 1:]).sum()
-        distinct = np.linalg.norm(fit.mean[start + k] - fit.mean[g]) >= contrast * np.sqrt(scale)
-        if not (distinct and saved.sum() / scale - pairs >= gain):
+        distinct = _unmixed(fit.mean[start + k], fit.mean[g], fit.mean[_touching(proposed, inside)])
+        if not (distinct >= contrast * np.sqrt(scale) and saved.sum() / scale - pairs >= gain):
             out[inside] = g
     # renumber the kept new grains start, start + 1, ... so callers can extend per-grain arrays
     new = np.unique(out[out >= start])
     remap = np.arange(int(out.max()) + 1)
     remap[new] = start + np.arange(new.size)
     return remap[out].astype(lab.dtype)
+
+
+def _touching(labels: np.ndarray, inside: np.ndarray) -> np.ndarray:
+    """The labels of the pixels face-adjacent to the region ``inside`` (H, W) bool."""
+    ring = ndimage.binary_dilation(inside) & ~inside
+    return np.unique(labels[ring])
+
+
+def _unmixed(value: np.ndarray, own: np.ndarray, neighbours: np.ndarray) -> float:
+    """Distance from ``value`` (C,) to the nearest mix of ``own`` (C,) with one of the
+    ``neighbours`` (M, C) (``own`` alone included): a border's blur is such a mix, a grain of
+    another c-axis is not."""
+    ends = np.concatenate([own[None], neighbours])
+    d = ends - own
+    t = np.clip(((value - own) * d).sum(-1) / np.maximum((d * d).sum(-1), 1e-300), 0.0, 1.0)
+    return float(np.linalg.norm(own + t[:, None] * d - value, axis=-1).min())

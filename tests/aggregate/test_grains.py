@@ -15,6 +15,7 @@ from ebsdray.aggregate.grains import (
     merge_fragments,
     refine_borders,
     segment_pairs,
+    split_by_image,
     split_by_observations,
 )
 from ebsdray.aggregate.orientations import orientation_mean
@@ -177,3 +178,46 @@ def test_refine_borders_moves_a_border_to_the_image_edge():
     np.testing.assert_array_equal(out[:, 11:], labels[:, 11:])  # no evidence: not moved
     with pytest.raises(ValueError, match=r"image must be \(C, 12, 16\)"):
         refine_borders(labels, image[0])
+
+
+def sliver_image(noise: float = 0.005, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) true ids of a 24 x 24 section and a (4, H, W) image of it: grains 1 (left) and 2
+    (right), and grain 3, a 2-pixel sliver at the right edge inside grain 2 that differs from it
+    by 0.12 in the image (a c-axis a few degrees off); the 1|2 border is blurred over a column
+    of half-mixed pixels, as the posterior-mean PL blurs a border the samples disagree on."""
+    ids = np.ones((24, 24), np.int32)
+    ids[:, 12:] = 2
+    ids[6:18, 22:] = 3
+    values = np.array(
+        [[0.0] * 4, [0.2, -0.5, 0.1, 0.3], [0.8, 0.1, 0.0, -0.2], [0.86, 0.04, 0.06, -0.14]]
+    )
+    image = np.moveaxis(values[ids], -1, 0)
+    image[:, :, 12] = 0.5 * (values[1] + values[2])[:, None]
+    rng = np.random.default_rng(seed)
+    return ids, image + rng.normal(0.0, noise, image.shape)
+
+
+def test_split_by_image_recovers_a_grain_no_observation_reached():
+    ids, image = sliver_image()
+    merged = np.where(ids == 3, 2, ids)  # what the samples made of it
+    fixed = np.zeros(ids.shape, bool)
+    fixed[::4, ::4] = True  # a 1/16 grid: columns 0, 4, ..., 20 miss the sliver
+    out = split_by_image(merged, image, fixed)
+    assert out.dtype == merged.dtype
+    assert set(np.unique(out)) == {1, 2, 3}  # the new grain numbered from merged.max() + 1
+    np.testing.assert_array_equal(out, ids)  # the sliver exactly; the blurred column no grain
+    # an observation inside the sliver keeps its grain; the rest of the sliver still splits
+    fixed[10, 22] = True
+    out = split_by_image(merged, image, fixed)
+    assert out[10, 22] == 2 and (out[ids == 3] == 3).sum() == (ids == 3).sum() - 1
+
+
+def test_split_by_image_leaves_noise_and_faint_regions_alone():
+    ids, image = sliver_image(noise=0.03)  # the sliver now within 2 noise levels of its grain
+    merged = np.where(ids == 3, 2, ids)
+    np.testing.assert_array_equal(split_by_image(merged, image), merged)
+    flat = np.random.default_rng(1).normal(0.0, 0.05, (5, 32, 32))  # one grain, noise only
+    one = np.ones((32, 32), np.int32)
+    np.testing.assert_array_equal(split_by_image(one, flat), one)
+    with pytest.raises(ValueError, match=r"image must be \(C, 32, 32\)"):
+        split_by_image(one, flat[0])
