@@ -15,7 +15,7 @@ the kneed elbow of the posterior-mean PL's steps) or from the EBSD disorientatio
 default from EBSD whenever EBSD was observed, since PL cannot see boundaries between grains of one
 c-axis, unless the EBSD map is saturated (covers more than ``SATURATED`` of the section). The
 EBSD map is grain-consistent by default (:mod:`ebsdray.aggregate.grains`), its grains' borders
-moved to where the PL puts them.
+moved to where the PL puts them, and grains that only the PL shows split off.
 
 Outputs of :func:`aggregate` (K samples of an (H, W) section):
 

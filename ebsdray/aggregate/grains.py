@@ -15,6 +15,9 @@
 5. Borders between grains of different c-axes move to where the posterior-mean PL puts them
    (:func:`refine_borders`): between observations the samples place a border only to within the
    observation spacing, the PL to the pixel.
+6. Unobserved parts of a grain that the PL shows to be another grain become grains of their own
+   (:func:`split_by_image`): a grain no observation reached is merged by the samples into a
+   neighbour, and moving borders cannot bring it back.
 
 Why pair probabilities and not a flood fill of the per-pixel mean: the samples honour the observed
 pixels, but one pixel away they can be far off, so every observation is an island of the mean,
