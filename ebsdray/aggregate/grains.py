@@ -466,8 +466,9 @@ def split_by_image(
     connected unobserved pixels of one grain whose squared residual to the grain's median,
     averaged over 3 x 3 and in units of the residual scale (see :func:`refine_borders`), exceeds
     ``candidate``; :func:`refine_borders` then shapes them inside their grain. A candidate
-    stays a grain of its own only if its median differs from its grain's by at least
-    ``contrast`` residual scales (the blur of a border is a few, a grain of another c-axis tens)
+    stays a grain of its own only if its median is at least ``contrast`` residual scales from
+    its grain's and from every mix of its grain's with a touching grain's (a border the samples
+    disagree on is blurred into such a mix; a grain of another c-axis is tens of scales off any),
     and the squared residual it saves, less one per new border pair, is at least ``gain``.
 
     Parameters
@@ -505,16 +506,19 @@ def split_by_image(
     proposed = refine_borders(proposed, img, fixed=keep | ~np.isin(lab, parent))
     fit = _ImageFit.of(proposed, img)
     out = proposed.copy()
-    for k, g in enumerate(parent):
-        inside = proposed == start + k
-        if not inside.any():
+    ones = np.where(proposed >= start, proposed - start + 1, 0)
+    for k, box in enumerate(ndimage.find_objects(ones, max_label=parent.size)):
+        if box is None:  # refined away
             continue
-        values = img[:, inside]
+        box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)  # with its ring
+        here, g = proposed[box], parent[k]
+        inside = here == start + k
+        values = img[(slice(None), *box)][:, inside]
         saved = (values - fit.mean[g][:, None]) ** 2 - (values - fit.mean[start + k][:, None]) ** 2
         pairs = (inside[:-1] != inside[1:]).sum() + (inside[:, :-1] != inside[:, 1:]).sum()
-        distinct = _unmixed(fit.mean[start + k], fit.mean[g], fit.mean[_touching(proposed, inside)])
+        distinct = _unmixed(fit.mean[start + k], fit.mean[g], fit.mean[_touching(here, inside)])
         if not (distinct >= contrast * np.sqrt(scale) and saved.sum() / scale - pairs >= gain):
-            out[inside] = g
+            out[box][inside] = g
     # renumber the kept new grains start, start + 1, ... so callers can extend per-grain arrays
     new = np.unique(out[out >= start])
     remap = np.arange(int(out.max()) + 1)
