@@ -8,12 +8,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from ebsdray import ChannelCodec, synthetic_volume
 from ebsdray.aggregate import aggregate, infer_variant
 from ebsdray.aggregate.baselines import sobel_baseline
 from ebsdray.aggregate.boundaries import ebsd_edge_maps, pl_pair_edges
 from ebsdray.aggregate.ebsd import decode_samples
+from ebsdray.data.rotations import axis_angle_to_quaternion, quaternion_multiply
 from ebsdray.metrics import chamfer, disorientation_stats, grain_boundaries, psnr
 
 
@@ -200,3 +202,33 @@ def test_boundary_source_and_grain_options(codec, section, make_samples):
     assert np.array_equal(plain["ebsd_quaternions"], plain["ebsd_quaternions_mean"])
     full = aggregate(x, codec, observed=section.channels, mask=mask)
     assert np.allclose(full["ebsd_quaternions_mean"], plain["ebsd_quaternions_mean"])
+
+
+def test_a_grain_only_the_pl_shows_gets_its_own_border(codec, make_samples):
+    """A 2-pixel sliver between the 1/16 grid's columns, its c-axis 20 deg off its neighbour's:
+    the samples' EBSD merges it (as real samples do), their PL shows it. It becomes a grain of
+    its own and its border a boundary, though no sample's EBSD supports that border."""
+    vol = synthetic_volume((1, 32, 32), seed=5, grain_size=10)
+    ids, q = vol.grain_ids[0].copy(), vol.quaternions[0].astype(np.float64)
+    sliver = np.zeros(ids.shape, bool)
+    sliver[8:20, 30:] = True  # columns 30-31: the grid has columns 0, 4, ..., 28
+    host = np.bincount(ids[sliver]).argmax()
+    ids[sliver], q[sliver] = ids.max() + 1, q[sliver][0]  # one grain, then tilted off c
+    tilt = axis_angle_to_quaternion(np.array([1.0, 0.0, 0.0]), np.array(np.deg2rad(20.0)))
+    q[sliver] = quaternion_multiply(tilt, q[sliver])
+    merged_q = np.where(sliver[..., None], q[ids == host][0], q)
+    merged = SimpleNamespace(
+        grain_ids=np.where(sliver, host, ids),
+        quaternions=merged_q,
+        channels=codec.encode_section(merged_q),
+    )
+    truth = codec.encode_section(q)
+    x = make_samples(merged, codec, 8, rotation_deg=1.0, pl_noise=0.0)
+    rng = np.random.default_rng(2)
+    x[:, 3:] = truth[3:] + rng.normal(0.0, 0.02, x[:, 3:].shape).astype(np.float32)
+    y = truth + 0.02 * rng.standard_normal(truth.shape).astype(np.float32)
+    out = aggregate(x, codec, observed=y, mask=grid_mask(truth))
+    labels = out["grain_labels"]
+    assert len(np.unique(labels[sliver])) == 1 and labels[8, 29] != labels[8, 30]
+    border = grain_boundaries(ids) & ndimage.binary_dilation(sliver)
+    assert out["boundary"][border].mean() > 0.9
