@@ -315,7 +315,8 @@ def _ebsd_outputs(
     out = {"ebsd_quaternions_mean": q, "alignment": sr["alignment"], "spread_deg": sr["spread_deg"]}
     if filtered is not None:
         q_obs = None if observed is None else codec.decode_ebsd(np.moveaxis(observed, 0, -1))
-        g = _grains(filtered, q, q_obs, m, pl_mean, threshold_deg, min_size)
+        dark = codec.encode_pl(np.zeros(len(codec.stage_angles_deg)))  # the PL of no light
+        g = _grains(filtered, q, q_obs, m, pl_mean, dark, threshold_deg, min_size)
         q, out["grain_labels"] = g["quaternions"], g["labels"]
         if support is not None:
             # The grains' borders, as the ground truth defines a border pixel, without the
@@ -334,6 +335,7 @@ def _grains(
     q_obs: np.ndarray | None,
     m: np.ndarray | None,
     pl_mean: np.ndarray | None,
+    dark: np.ndarray,
     threshold_deg: float,
     min_size: int,
 ) -> dict[str, np.ndarray]:
@@ -355,7 +357,9 @@ def _grains(
         # wherever the c-axes differ, and it sees the grains that no observation reached.
         labels = refine_borders(labels, pl_mean, fixed=m)
         merged = labels
-        labels = split_by_image(merged, pl_mean, fixed=m)  # new grains from merged.max() + 1
+        labels = split_by_image(
+            merged, pl_mean, fixed=m, dark=dark
+        )  # new grains from merged.max() + 1
         seen = label_boundaries(labels) & ~label_boundaries(merged)
         # a grain the samples merged into a neighbour: their mean over it is all they say
         new = int(merged.max()) + 1

@@ -454,6 +454,7 @@ def split_by_image(
     image: Any,
     fixed: Any = None,
     *,
+    dark: Any = None,
     candidate: float = 3.0,
     contrast: float = 8.0,
     gain: float = 50.0,
@@ -469,6 +470,9 @@ def split_by_image(
     stays a grain of its own only if its median is at least ``contrast`` residual scales from
     its grain's and from every mix of its grain's with a touching grain's (a border the samples
     disagree on is blurred into such a mix; a grain of another c-axis is tens of scales off any),
+    and, given ``dark``, from its grain's at any brightness between 0 and 2 times (a scratch or
+    uneven light scales a pixel's whole intensity stack; for an image that is affine in the
+    intensities, as the PL channels are, such a scaling is a mix with the image of no light),
     and the squared residual it saves, less one per new border pair, is at least ``gain``.
 
     Parameters
@@ -476,6 +480,8 @@ def split_by_image(
     labels : (H, W) int grain labels.
     image : (C, H, W) image, e.g. the posterior-mean PL channels.
     fixed : optional (H, W) bool, observed pixels: they stay in their grain.
+    dark : optional (C,) the image of no light (for the PL channels ``codec.encode_pl`` of a zero
+        stack).
     candidate, contrast, gain : the thresholds above, in units of the residual scale.
 
     Returns
@@ -486,6 +492,7 @@ def split_by_image(
     lab = np.asarray(labels)
     img = _checked_image(image, lab.shape)
     keep = np.zeros(lab.shape, bool) if fixed is None else as_numpy(fixed, bool)
+    black = None if dark is None else as_numpy(dark, np.float64).reshape(1, img.shape[0])
     fit = _ImageFit.of(lab, img)
     scale = fit.scale  # the noise of the image as the grains left it
     odd = (ndimage.uniform_filter(fit.residual / scale, 3, mode="nearest") > candidate) & ~keep
@@ -517,6 +524,8 @@ def split_by_image(
         saved = (values - fit.mean[g][:, None]) ** 2 - (values - fit.mean[start + k][:, None]) ** 2
         pairs = (inside[:-1] != inside[1:]).sum() + (inside[:, :-1] != inside[:, 1:]).sum()
         distinct = _unmixed(fit.mean[start + k], fit.mean[g], fit.mean[_touching(here, inside)])
+        if black is not None:
+            distinct = min(distinct, _unmixed(fit.mean[start + k], fit.mean[g], black, -1.0))
         if not (distinct >= contrast * np.sqrt(scale) and saved.sum() / scale - pairs >= gain):
             out[box][inside] = g
     # renumber the kept new grains start, start + 1, ... so callers can extend per-grain arrays
@@ -532,11 +541,13 @@ def _touching(labels: np.ndarray, inside: np.ndarray) -> np.ndarray:
     return np.unique(labels[ring])
 
 
-def _unmixed(value: np.ndarray, own: np.ndarray, neighbours: np.ndarray) -> float:
-    """Distance from ``value`` (C,) to the nearest mix of ``own`` (C,) with one of the
-    ``neighbours`` (M, C) (``own`` alone included): a border's blur is such a mix, a grain of
-    another c-axis is not."""
+def _unmixed(
+    value: np.ndarray, own: np.ndarray, neighbours: np.ndarray, least: float = 0.0
+) -> float:
+    """Distance from ``value`` (C,) to the nearest mix ``(1 - t) own + t other`` of ``own`` (C,)
+    with one of the ``neighbours`` (M, C) (``own`` alone included), ``least <= t <= 1``: a
+    border's blur is such a mix, a grain of another c-axis is not."""
     ends = np.concatenate([own[None], neighbours])
     d = ends - own
-    t = np.clip(((value - own) * d).sum(-1) / np.maximum((d * d).sum(-1), 1e-300), 0.0, 1.0)
+    t = np.clip(((value - own) * d).sum(-1) / np.maximum((d * d).sum(-1), 1e-300), least, 1.0)
     return float(np.linalg.norm(own + t[:, None] * d - value, axis=-1).min())

@@ -221,3 +221,18 @@ def test_split_by_image_leaves_noise_and_faint_regions_alone():
     np.testing.assert_array_equal(split_by_image(one, flat), one)
     with pytest.raises(ValueError, match=r"image must be \(C, 32, 32\)"):
         split_by_image(one, flat[0])
+
+
+def test_split_by_image_takes_a_scratch_for_no_grain_when_it_knows_the_dark():
+    """A scratch scales the whole intensity stack: in an image affine in the intensities it is a
+    mix of the grain's value with the image of no light, which ``dark`` gives."""
+    ids, image = sliver_image()
+    dark = np.array([-0.4, -0.2, 0.1, -0.3])  # where the channels of a zero stack would lie
+    scratch = np.zeros(ids.shape, bool)
+    scratch[4:6, 2:11] = True  # 2 pixels wide, inside grain 1, dimmed to 40 %
+    image[:, scratch] = (0.4 * image[:, scratch].T + 0.6 * dark).T
+    merged = np.where(ids == 3, 2, ids)
+    out = split_by_image(merged, image, dark=dark)
+    np.testing.assert_array_equal(out, ids)  # the sliver still splits off; the scratch does not
+    blind = split_by_image(merged, image)[scratch]
+    assert (blind == blind[0]).all() and blind[0] > 2  # without it: a false grain
