@@ -356,13 +356,10 @@ def _grains(
         # The observations place a border only to within their spacing; the PL sees it
         # wherever the c-axes differ, and it sees the grains that no observation reached.
         labels = refine_borders(labels, pl_mean, fixed=m)
-        merged = labels
-        labels = split_by_image(
-            merged, pl_mean, fixed=m, dark=dark
-        )  # new grains from merged.max() + 1
+        merged, new = labels, int(labels.max()) + 1
+        labels = split_by_image(merged, pl_mean, fixed=m, dark=dark)  # new grains: new, new + 1..
         seen = label_boundaries(labels) & ~label_boundaries(merged)
         # a grain the samples merged into a neighbour: their mean over it is all they say
-        new = int(merged.max()) + 1
         grain_q = np.concatenate([grain_q[:new], grain_means(labels, q_mean)[0][new:]])
     q = grain_q[labels]
     if q_obs is not None and m is not None:

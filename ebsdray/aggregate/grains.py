@@ -499,14 +499,12 @@ def split_by_image(
     pieces, count = ndimage.label(odd)  # 4-connected
     if count == 0:
         return lab.copy()
+    start = int(lab.max()) + 1  # the first new label
     # a candidate is one connected piece within one grain
     _, first, piece = np.unique(
-        pieces[odd].astype(np.int64) * (int(lab.max()) + 1) + lab[odd],
-        return_index=True,
-        return_inverse=True,
+        pieces[odd].astype(np.int64) * start + lab[odd], return_index=True, return_inverse=True
     )
     parent = lab[odd][first]
-    start = int(lab.max()) + 1
     proposed = lab.copy()
     proposed[odd] = start + piece
     # only the candidates' grains are reshaped
