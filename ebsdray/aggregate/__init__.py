@@ -15,7 +15,9 @@ the kneed elbow of the posterior-mean PL's steps) or from the EBSD disorientatio
 default from EBSD whenever EBSD was observed, since PL cannot see boundaries between grains of one
 c-axis, unless the EBSD map is saturated (covers more than ``SATURATED`` of the section). The
 EBSD map is grain-consistent by default (:mod:`ebsdray.aggregate.grains`), its grains' borders
-moved to where the PL puts them, and grains that only the PL shows split off.
+moved to where the PL puts them, and grains that only the PL shows split off. The EBSD
+boundary map is the grains' borders that some samples support, those of the grains only the PL
+showed, and those that observations on both sides place to within a pixel.
 
 Outputs of :func:`aggregate` (K samples of an (H, W) section):
 
@@ -55,7 +57,12 @@ from ebsdray.aggregate.boundaries import (
 )
 from ebsdray.aggregate.ebsd import MeanKind, decode_samples, mean_orientation, super_resolve
 from ebsdray.aggregate.grains import grain_consistent as grain_consistent_map
-from ebsdray.aggregate.grains import grain_means, refine_borders, split_by_image
+from ebsdray.aggregate.grains import (
+    grain_means,
+    observed_borders,
+    refine_borders,
+    split_by_image,
+)
 from ebsdray.aggregate.orientations import align_to_reference, orientation_mean
 from ebsdray.aggregate.pl import denoise_pl
 from ebsdray.conventions import EBSD_CHANNELS, ChannelLayout
@@ -322,9 +329,12 @@ def _ebsd_outputs(
             # The grains' borders, as the ground truth defines a border pixel, without the
             # evidence map's speckles; only where some samples support them (within a pixel:
             # the medoid clips corners): a split made by noisy observations alone is not one.
-            # The borders of the grains the PL alone showed need no such support.
+            # The borders of the grains the PL alone showed need no such support, nor do those
+            # that observations on both sides place.
             near = ndimage.maximum_filter(support, size=3) >= BORDER_SUPPORT
             out["boundary"] = label_boundaries(g["labels"]) & near | g["seen_by_image"]
+            if q_obs is not None and m is not None:
+                out["boundary"] |= observed_borders(g["labels"], q_obs, m, threshold_deg)
     out.update(ebsd_quaternions=q, ebsd_channels=np.moveaxis(codec.encode_ebsd(q), -1, 0))
     return out
 

@@ -18,6 +18,8 @@
 6. Unobserved parts of a grain that the PL shows to be another grain become grains of their own
    (:func:`split_by_image`): a grain no observation reached is merged by the samples into a
    neighbour, and moving borders cannot bring it back.
+7. Borders that observations on both sides place to within a pixel (:func:`observed_borders`)
+   are boundaries whether or not the samples mark them.
 
 Why pair probabilities and not a flood fill of the per-pixel mean: the samples honour the observed
 pixels, but one pixel away they can be far off, so every observation is an island of the mean,
@@ -26,6 +28,7 @@ which a flood fill keeps to itself (``bench/quality_report.py`` measures the res
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -355,6 +358,79 @@ def grain_consistent(
         "grain_quaternions": grain_q,
         "from_observation": from_obs,
     }
+
+
+def borders_where(
+    labels: np.ndarray, keep: Callable[[np.ndarray, np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """Border pixels of the face-neighbour pairs of different labels that ``keep`` selects.
+
+    Parameters
+    ----------
+    labels : (H, W) int labels.
+    keep : maps the flat indices (a, b) of the pairs across a border, two (P,) int arrays, to
+        a (P,) bool selection.
+
+    Returns
+    -------
+    (H, W) bool, both pixels of each selected pair marked (as
+    :func:`ebsdray.metrics.grain_boundaries` marks both sides of a border).
+    """
+    flat = np.asarray(labels).ravel()
+    a, b = _pairs(labels.shape)
+    cross = flat[a] != flat[b]
+    a, b = a[cross], b[cross]
+    chosen = keep(a, b)
+    out = np.zeros(flat.size, bool)
+    out[a[chosen]] = out[b[chosen]] = True
+    return out.reshape(labels.shape)
+
+
+def observed_borders(
+    labels: np.ndarray,
+    q_observed: Any,
+    observed: Any,
+    tolerance_deg: float = 5.0,
+) -> np.ndarray:
+    """Border pixels that the observations alone place: between two grains whose observed
+    orientations differ by more than ``tolerance_deg``, where each side's pixel has an observation
+    of its own grain in its 3 x 3 neighbourhood.
+
+    Such a border needs no support from the samples: two observations at most two pixels apart
+    disagree, so a border lies between them to within a pixel. The samples may still not mark it,
+    since they can spread a low-angle step over the pixel between two observations in two steps
+    below the tolerance each.
+
+    Parameters
+    ----------
+    labels : (H, W) int grain labels.
+    q_observed : (H, W, 4) observed orientations (read at ``observed`` pixels).
+    observed : (H, W) bool, the observed pixels.
+    tolerance_deg : the grain tolerance.
+
+    Returns
+    -------
+    (H, W) bool, both sides of each such border marked.
+    """
+    lab = np.asarray(labels)
+    obs = as_numpy(observed, bool)
+    if not obs.any():
+        return np.zeros(lab.shape, bool)
+    grain_q, has = grain_means(lab, as_numpy(q_observed, np.float64), obs)
+    h, w = lab.shape
+    seen = np.pad(np.where(obs, lab, -1), 1, constant_values=-1)
+    near = np.zeros(lab.shape, bool)  # an observation of the pixel's own grain in its 3 x 3
+    for i in range(3):
+        for j in range(3):
+            near |= seen[i : i + h, j : j + w] == lab
+    flat, near = lab.ravel(), near.ravel()
+
+    def disagree(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        out = near[a] & near[b] & has[flat[a]] & has[flat[b]]
+        out[out] = disorientation_deg(grain_q[flat[a[out]]], grain_q[flat[b[out]]]) > tolerance_deg
+        return out
+
+    return borders_where(lab, disagree)
 
 
 def refine_borders(

@@ -13,6 +13,7 @@ from ebsdray.aggregate.grains import (
     grain_consistent,
     grain_means,
     merge_fragments,
+    observed_borders,
     refine_borders,
     segment_pairs,
     split_by_image,
@@ -236,3 +237,20 @@ def test_split_by_image_takes_a_scratch_for_no_grain_when_it_knows_the_dark():
     np.testing.assert_array_equal(out, ids)  # the sliver still splits off; the scratch does not
     blind = split_by_image(merged, image)[scratch]
     assert (blind == blind[0]).all() and blind[0] > 2  # without it: a false grain
+
+
+def test_observed_borders_are_where_nearby_observations_disagree():
+    ids, q = two_grains()  # the border between columns 7 and 8
+    tilt = axis_angle_to_quaternion(np.array([1.0, 0.0, 0.0]), np.array(np.deg2rad(8.0)))
+    q = np.where((ids == 2)[..., None], quaternion_multiply(tilt, q[0, 0]), q[0, 0])
+    border = np.zeros(ids.shape, bool)
+    border[:, 7:9] = True
+    # A 1/4 grid (columns 6 and 8 observed): both sides of the border have an observation of
+    # their own grain within a pixel.
+    assert np.array_equal(observed_borders(ids, q, grid(ids.shape, 2)), border)
+    # A 1/16 grid: column 7's nearest observations are two columns off; the border is the
+    # samples' to place, not the observations'.
+    assert not observed_borders(ids, q, grid(ids.shape, 4)).any()
+    # Observations within the tolerance are one grain's.
+    assert not observed_borders(ids, q, grid(ids.shape, 2), tolerance_deg=10.0).any()
+    assert not observed_borders(ids, q, np.zeros(ids.shape, bool)).any()
