@@ -15,7 +15,8 @@ the kneed elbow of the posterior-mean PL's steps) or from the EBSD disorientatio
 default from EBSD whenever EBSD was observed, since PL cannot see boundaries between grains of one
 c-axis, unless the EBSD map is saturated (covers more than ``SATURATED`` of the section). The
 EBSD map is grain-consistent by default (:mod:`ebsdray.aggregate.grains`), its grains' borders
-moved to where the PL puts them, and grains that only the PL shows split off. The EBSD
+moved to where the PL puts them, grains that only the PL shows split off and grains that only
+the samples show (no observation, no PL contrast) joined to their observed neighbour. The EBSD
 boundary map is the grains' borders that some samples support, those of the grains only the PL
 showed, and those that observations on both sides place to within a pixel.
 
@@ -59,6 +60,7 @@ from ebsdray.aggregate.ebsd import MeanKind, decode_samples, mean_orientation, s
 from ebsdray.aggregate.grains import grain_consistent as grain_consistent_map
 from ebsdray.aggregate.grains import (
     grain_means,
+    merge_unseen,
     observed_borders,
     refine_borders,
     split_by_image,
@@ -366,9 +368,12 @@ def _grains(
         # The observations place a border only to within their spacing; the PL sees it
         # wherever the c-axes differ, and it sees the grains that no observation reached.
         labels = refine_borders(labels, pl_mean, fixed=m)
-        merged, new = labels, int(labels.max()) + 1
-        labels = split_by_image(merged, pl_mean, fixed=m, dark=dark)  # new grains: new, new + 1..
-        seen = label_boundaries(labels) & ~label_boundaries(merged)
+        unsplit, new = labels, int(labels.max()) + 1
+        labels = split_by_image(unsplit, pl_mean, fixed=m, dark=dark)  # new grains: new, new + 1..
+        if m is not None and m.any():
+            # and a grain that only the samples make must show in the PL too
+            labels = merge_unseen(labels, pl_mean, m)
+        seen = label_boundaries(labels) & ~label_boundaries(unsplit)
         # a grain the samples merged into a neighbour: their mean over it is all they say
         grain_q = np.concatenate([grain_q[:new], grain_means(labels, q_mean)[0][new:]])
     q = grain_q[labels]

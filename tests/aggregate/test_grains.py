@@ -13,6 +13,7 @@ from ebsdray.aggregate.grains import (
     grain_consistent,
     grain_means,
     merge_fragments,
+    merge_unseen,
     observed_borders,
     refine_borders,
     segment_pairs,
@@ -31,10 +32,12 @@ def about_c(deg: float) -> np.ndarray:
     return axis_angle_to_quaternion(np.array([0.0, 0.0, 1.0]), np.array(np.deg2rad(deg)))
 
 
-def two_grains(h: int = 16, w: int = 16) -> tuple[np.ndarray, np.ndarray]:
-    """(H, W) ids (1 left, 2 right) and (H, W, 4) orientations 30 deg apart about c."""
+def two_grains(h: int = 16, w: int = 16, tilt: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W) ids (1 left, 2 right) and (H, W, 4) orientations 30 deg apart about c (the PL cannot
+    tell them apart), or with ``tilt`` about a crystal a-axis (their c-axes 30 deg apart)."""
     q1 = random_quaternions((1,), 11).numpy()[0].astype(np.float64)
-    q2 = quaternion_multiply(about_c(30.0), q1)
+    turn = axis_angle_to_quaternion(np.array([1.0, 0.0, 0.0]), np.array(np.deg2rad(30.0)))
+    q2 = quaternion_multiply(turn if tilt else about_c(30.0), q1)
     ids = np.ones((h, w), np.int32)
     ids[:, w // 2 :] = 2
     return ids, np.where((ids == 1)[..., None], q1, q2)
@@ -74,9 +77,9 @@ def test_grain_consistent_output_beats_the_per_pixel_mean(codec, section, make_s
 
 
 def test_an_observed_pixel_sets_its_grain(codec, make_samples):
-    ids, q = two_grains()
+    ids, q = two_grains(tilt=True)  # the right grain's c-axis differs: the PL shows it
     section = SimpleNamespace(grain_ids=ids, quaternions=q, channels=codec.encode_section(q))
-    x = make_samples(section, codec, 8, rotation_deg=1.0, grain_c_deg=20.0)
+    x = make_samples(section, codec, 8, rotation_deg=1.0, grain_c_deg=20.0, pl_noise=0.1)
     observed = np.zeros(ids.shape, bool)
     observed[8, 3] = True  # one pixel inside the left grain
     out = aggregate(x, codec, observed=section.channels, mask=observed, align=False)
@@ -88,6 +91,14 @@ def test_an_observed_pixel_sets_its_grain(codec, make_samples):
     assert np.all(disorientation_deg(right, right[0]) < 1e-6)
     mean_right = orientation_mean(out["ebsd_quaternions_mean"][ids == 2])
     assert disorientation_deg(right[0], mean_right) < 0.5
+    # Two grains of one c-axis: only the samples tell the unobserved one apart, and samples
+    # one pixel from an observation are no evidence of a grain; it joins the observed one.
+    ids, q = two_grains()
+    section = SimpleNamespace(grain_ids=ids, quaternions=q, channels=codec.encode_section(q))
+    x = make_samples(section, codec, 8, rotation_deg=1.0, grain_c_deg=20.0)
+    out = aggregate(x, codec, observed=section.channels, mask=observed, align=False)
+    assert np.unique(out["grain_labels"]).size == 1
+    assert np.all(disorientation_deg(out["ebsd_quaternions"], q[8, 3]) < 1e-3)
 
 
 def test_segment_pairs_cuts_at_a_strict_majority():
@@ -237,6 +248,28 @@ def test_split_by_image_takes_a_scratch_for_no_grain_when_it_knows_the_dark():
     np.testing.assert_array_equal(out, ids)  # the sliver still splits off; the scratch does not
     blind = split_by_image(merged, image)[scratch]
     assert (blind == blind[0]).all() and blind[0] > 2  # without it: a false grain
+
+
+def test_a_grain_only_the_samples_make_must_show_in_the_image():
+    ids, image = sliver_image()
+    grid4 = grid(ids.shape, 4)  # a 1/16 grid: columns 0, 4, ..., 20 miss the sliver
+    # The PL shows the sliver (0.12 off its neighbour, noise 0.005): it stays a grain.
+    np.testing.assert_array_equal(merge_unseen(ids, image, grid4), ids)
+    # A strip of grain 2 the samples cut off between two grid columns: its PL is grain 2's.
+    strip = ids.copy()
+    strip[3:20, 14:16] = 4
+    out = merge_unseen(strip, image, grid4)
+    assert out.dtype == strip.dtype
+    np.testing.assert_array_equal(out, ids)
+    # an observation inside it makes it the observations' grain, not only the samples'
+    seen = grid4.copy()
+    seen[10, 15] = True
+    np.testing.assert_array_equal(merge_unseen(strip, image, seen), strip)
+    # The sliver within 2 noise levels of its neighbour: nothing shows it, it joins grain 2.
+    ids, faint = sliver_image(noise=0.03)
+    np.testing.assert_array_equal(merge_unseen(ids, faint, grid4), np.where(ids == 3, 2, ids))
+    with pytest.raises(ValueError, match=r"image must be \(C, 24, 24\)"):
+        merge_unseen(ids, image[0], grid4)
 
 
 def test_observed_borders_are_where_nearby_observations_disagree():
