@@ -121,7 +121,7 @@ def figure(result, volume, title: str, path: Path) -> None:
         over[..., 1] = true_b
         over[..., 0] = s.boundary
         ax[4].imshow(over)
-        ax[4].set_title("boundaries: found (red), true (green), both (yellow)")
+        ax[4].set_title("boundaries: found (red),\ntrue (green), both (yellow)")
     for a in ax:
         a.set_axis_off()
     fig.suptitle(title)
