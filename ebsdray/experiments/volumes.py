@@ -6,8 +6,9 @@
     vol, source = load_volume({"volume": "/abs/ti.zarr", "crop": [96, 96]})  # as the main job
 
 The synthetic seeds and textures are in no training split of ``configs/generate_data.yaml`` and
-are not the validation seeds the sampler and aggregation were tuned on (5101, 5102): never
-report on those.
+are not the validation seeds the sampler (5101, 5102) and the aggregation (5101-5104) were tuned
+on: ``synthetic_volume((2, 64, 64), seed=s, grain_size=10, texture=t)`` with ``t`` uniform for
+5101 and 5103 and ``synthetic_7102``'s macrozones for 5102 and 5104. Never report on those.
 """
 
 from __future__ import annotations
