@@ -370,7 +370,7 @@ def _grains(
         labels = refine_borders(labels, pl_mean, fixed=m)
         unsplit, new = labels, int(labels.max()) + 1
         labels = split_by_image(unsplit, pl_mean, fixed=m, dark=dark)  # new grains: new, new + 1..
-        if m is not None and m.any():
+        if m is not None:
             # and a grain that only the samples make must show in the PL too
             labels = merge_unseen(labels, pl_mean, m)
         seen = label_boundaries(labels) & ~label_boundaries(unsplit)

@@ -86,6 +86,19 @@ def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return connected_components(graph, directed=False)[1]
 
 
+def _touching_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (la, lb) across every face-neighbour pair, in both directions."""
+    a, b = _pairs(labels.shape)
+    la, lb = labels.ravel()[a], labels.ravel()[b]
+    return np.concatenate([la, lb]), np.concatenate([lb, la])
+
+
+def _closest(la: np.ndarray, cost: np.ndarray) -> np.ndarray:
+    """Index of the cheapest candidate pair of each distinct label in ``la``, by ``cost``."""
+    order = np.lexsort((cost, la))
+    return order[np.r_[True, la[order][1:] != la[order][:-1]]]
+
+
 def renumber(labels: np.ndarray) -> np.ndarray:
     """Labels 1..N in raster order of each label's first pixel, (H, W) int32."""
     _, first, inverse = np.unique(labels.ravel(), return_index=True, return_inverse=True)
@@ -200,17 +213,13 @@ def merge_fragments(
     small = np.bincount(labels.ravel(), minlength=n) <= min_size
     small[0] = False
     movable = small if keep is None else small & (np.bincount(labels[keep], minlength=n) == 0)
-    a, b = _pairs(labels.shape)
-    la, lb = labels.ravel()[a], labels.ravel()[b]
-    la, lb = np.concatenate([la, lb]), np.concatenate([lb, la])  # both directions
+    la, lb = _touching_pairs(labels)
     edge = movable[la] & ~small[lb]
     la, lb = la[edge], lb[edge]
     if la.size == 0:
         return labels
     means, _ = grain_means(labels, quaternions)
-    cost = disorientation_deg(means[la], means[lb])
-    order = np.lexsort((cost, la))
-    first = order[np.r_[True, la[order][1:] != la[order][:-1]]]  # the best target per fragment
+    first = _closest(la, disorientation_deg(means[la], means[lb]))  # per fragment
     target = np.arange(n)
     target[la[first]] = lb[first]
     return renumber(target[labels])
@@ -644,17 +653,14 @@ def merge_unseen(
     img = _checked_image(image, lab.shape)
     n = int(lab.max()) + 1
     seen = np.bincount(lab[as_numpy(observed, bool)], minlength=n) > 0
-    a, b = _pairs(lab.shape)
-    la, lb = lab.ravel()[a], lab.ravel()[b]
-    la, lb = np.concatenate([la, lb]), np.concatenate([lb, la])  # both directions
+    la, lb = _touching_pairs(lab)
     edge = ~seen[la] & seen[lb]
     la, lb = np.unique(np.stack([la[edge], lb[edge]]), axis=1)  # (unseen, seen) grain pairs
     if la.size == 0:
         return lab.copy()
     fit = _ImageFit.of(lab, img)
     distance = np.linalg.norm(fit.mean[la] - fit.mean[lb], axis=-1)
-    order = np.lexsort((distance, la))
-    first = order[np.r_[True, la[order][1:] != la[order][:-1]]]  # the closest per grain
+    first = _closest(la, distance)  # per unseen grain
     join = first[distance[first] < contrast * np.sqrt(fit.scale)]
     target = np.arange(n)
     target[la[join]] = lb[join]
