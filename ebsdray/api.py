@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ebsdray.aggregate.boundaries import DEFAULT_THRESHOLD_DEG, check_grain_tolerance
 from ebsdray.diffusion.pretrained import DiffusionModel
 from ebsdray.distributed.cluster import connect
 from ebsdray.distributed.replicas import (
@@ -73,6 +74,7 @@ class Reconstruction:
         reconstruction was written there).
     records : per-section ``{"section", "info", "metrics"}`` in section order.
     output_dir : where the outputs were written, or None (in memory).
+    grain_tolerance_deg : the grain tolerance the samples were merged with.
     """
 
     sections: Sequence[SectionResult]
@@ -84,6 +86,7 @@ class Reconstruction:
     seed: int
     codec: Any
     output_dir: Path | None = None
+    grain_tolerance_deg: float = DEFAULT_THRESHOLD_DEG
 
     def __len__(self) -> int:
         return len(self.sections)
@@ -192,6 +195,7 @@ def prepare_output(
     sections: Sequence[int] | None = None,
     precision: str = "auto",
     keep_samples: bool = False,
+    grain_tolerance_deg: float = DEFAULT_THRESHOLD_DEG,
     identity: dict[str, Any] | None = None,
     store_attrs: dict[str, Any] | None = None,
 ) -> ReconstructionStore:
@@ -206,13 +210,14 @@ def prepare_output(
     Parameters
     ----------
     output_dir : where the store goes (``reconstruction.zarr`` and ``sections/``).
-    observation, model, budget, seed, sections, precision, keep_samples : the job, as in
-        :func:`reconstruct`.
+    observation, model, budget, seed, sections, precision, keep_samples, grain_tolerance_deg :
+        the job, as in :func:`reconstruct`.
     identity : extra facts that define the job for resume checks (e.g. the volume's source).
     store_attrs : extra attributes for the store (e.g. the resolved job config).
     """
     check_inputs(observation, model, _sections(observation, sections))
-    facts = _job_facts(observation, model, budget, seed, precision, keep_samples)
+    tolerance = check_grain_tolerance(grain_tolerance_deg)
+    facts = _job_facts(observation, model, budget, seed, precision, keep_samples, tolerance)
     return ReconstructionStore.create(
         output_dir,
         identity=facts | (identity or {}),
@@ -232,6 +237,7 @@ def _job_facts(
     seed: int,
     precision: str,
     keep_samples: bool,
+    grain_tolerance_deg: float,
 ) -> dict[str, Any]:
     """What defines a job's results, as its store records them (the resume check)."""
     return {
@@ -244,6 +250,7 @@ def _job_facts(
         "seed": int(seed),
         "precision": str(precision),
         "keep_samples": bool(keep_samples),
+        "grain_tolerance_deg": float(grain_tolerance_deg),
     }
 
 
@@ -296,6 +303,7 @@ def reconstruct(
     sections: Sequence[int] | None = None,
     keep_samples: bool = False,
     precision: str = "auto",
+    grain_tolerance_deg: float = DEFAULT_THRESHOLD_DEG,
     placement: Placement | None = None,
     output_dir: str | os.PathLike[str] | ReconstructionStore | None = None,
     figures: bool = True,
@@ -320,6 +328,10 @@ def reconstruct(
     precision : ``"auto"`` (bf16 where the replica's device runs it natively, else fp32),
         ``"fp32"`` or ``"bf16"``; of the network only (:mod:`ebsdray.precision`). The one
         used is in each section's ``info["precision"]``.
+    grain_tolerance_deg : the grain tolerance angle of the merge: neighbouring observations,
+        and grains, that differ by more than this are different grains (5 degrees, the field's
+        usual value; 2 finds low-angle boundaries, but only in EBSD whose own noise is well below
+        it). See :func:`ebsdray.aggregate.aggregate`.
     placement : where to run and how to hand out work (:class:`Placement`; default this
         process, with 1 torch thread as a replica has).
     output_dir : stream each section's outputs into a zarr store there (see
@@ -338,7 +350,8 @@ def reconstruct(
     """
     budget = budget or Budget()
     indices = _sections(observation, sections)
-    job = _Job(observation, model, budget, seed, indices, precision, keep_samples)
+    tolerance = check_grain_tolerance(grain_tolerance_deg)
+    job = _Job(observation, model, budget, seed, indices, precision, keep_samples, tolerance)
     store = _checked_store(job, output_dir)
     records, todo = _resumed(store, indices)
     spec = _finish_spec(job, store, evaluate, figures)
@@ -366,10 +379,13 @@ class _Job:
     indices: list[int]  # the sections asked for, in order
     precision: str
     keep_samples: bool
+    grain_tolerance_deg: float
 
     def facts(self) -> dict[str, Any]:
         o, m, b = self.observation, self.model, self.budget
-        return _job_facts(o, m, b, self.seed, self.precision, self.keep_samples)
+        return _job_facts(
+            o, m, b, self.seed, self.precision, self.keep_samples, self.grain_tolerance_deg
+        )
 
 
 def _checked_store(
@@ -398,6 +414,7 @@ def _checked_store(
         sections=job.indices,
         precision=job.precision,
         keep_samples=job.keep_samples,
+        grain_tolerance_deg=job.grain_tolerance_deg,
     )
 
 
@@ -424,6 +441,7 @@ def _finish_spec(
         evaluate=evaluate,
         output_dir=None if store is None else str(store.output_dir),
         figure=figures,
+        grain_tolerance_deg=job.grain_tolerance_deg,
     )
 
 
@@ -500,6 +518,7 @@ def _collected(
         seed=job.seed,
         codec=job.model.codec,
         output_dir=None if store is None else store.output_dir,
+        grain_tolerance_deg=job.grain_tolerance_deg,
     )
 
 

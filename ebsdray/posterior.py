@@ -24,7 +24,7 @@ import torch
 
 from ebsdray.aggregate import aggregate
 from ebsdray.aggregate.baselines import ebsd_baselines, sobel_baseline
-from ebsdray.aggregate.boundaries import edge_maps
+from ebsdray.aggregate.boundaries import DEFAULT_THRESHOLD_DEG, edge_maps
 from ebsdray.conventions import EBSD_CHANNELS, ChannelLayout
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.diffusion.pretrained import DiffusionModel
@@ -396,14 +396,19 @@ def merge_section(
     keep_samples: bool = False,
     info: dict[str, Any] | None = None,
     seed: int = 0,
+    grain_tolerance_deg: float = DEFAULT_THRESHOLD_DEG,
 ) -> SectionResult:
-    """Merge one section's (K, C, H, W) samples into its task outputs (:func:`aggregate`).
+    """Merge one section's (K, C, H, W) samples into its task outputs (:func:`aggregate`, whose
+    ``grain_tolerance_deg`` it passes on).
 
     Needs the model's codec and variant only, not its network: it runs in aggregation tasks.
     """
     obs = section.observation.for_variant(variant)
     samples = torch.as_tensor(samples).float()
-    out = aggregate(samples, codec, observed=obs.y, mask=obs.mask, variant=variant, seed=seed)
+    out = aggregate(
+        samples, codec, observed=obs.y, mask=obs.mask, variant=variant, seed=seed,
+        grain_tolerance_deg=grain_tolerance_deg,
+    )  # fmt: skip
 
     def f32(a):  # outputs are float32, in memory as in the store
         return None if a is None else np.asarray(a, np.float32)

@@ -51,7 +51,7 @@ from ebsdray.tracking import flatten, resolve_tracking_uri, start_run, sweep_par
 KEYS = {
     "volume", "synthetic", "crop", "sections", "observation", "sampler", "budget", "model",
     "replicas", "replica", "cluster", "samples_per_request", "seed", "keep_samples", "precision",
-    "output_dir", "evaluate", "figures", "mlflow", "progress",
+    "output_dir", "evaluate", "figures", "mlflow", "progress", "grain_tolerance_deg",
 }  # fmt: skip
 
 
@@ -271,6 +271,7 @@ def _prepare(config: dict[str, Any]):
         sections=config["sections"],
         precision=config["precision"],
         keep_samples=config["keep_samples"],
+        grain_tolerance_deg=config["grain_tolerance_deg"],
         identity={"volume": source},
         store_attrs={"config": config},
     )
@@ -286,6 +287,7 @@ def _reconstruct(config, observation, model, budget, placement, store, on_sectio
         sections=config["sections"],
         keep_samples=config["keep_samples"],
         precision=config["precision"],
+        grain_tolerance_deg=config["grain_tolerance_deg"],
         placement=placement,
         output_dir=store,
         figures=config["figures"],

@@ -47,9 +47,11 @@ from ebsdray.aggregate.alignment import AlignmentConfig
 from ebsdray.aggregate.boundaries import (
     DEFAULT_THRESHOLD_DEG,
     boundary_confidence,
+    check_grain_tolerance,
     ebsd_edge_maps,
     edge_maps,
     elbow_threshold,
+    evidence_threshold,
     medoid_filter,
     pair_evidence,
     pixel_evidence,
@@ -82,6 +84,7 @@ __all__ = [
     "aggregate",
     "align_to_reference",
     "boundary_confidence",
+    "check_grain_tolerance",
     "denoise_pl",
     "ebsd_edge_maps",
     "edge_maps",
@@ -179,7 +182,7 @@ def aggregate(
     alignment: AlignmentConfig | None = None,
     seed: int = 0,
     boundary_source: BoundarySource = "auto",
-    threshold_deg: float = DEFAULT_THRESHOLD_DEG,
+    grain_tolerance_deg: float = DEFAULT_THRESHOLD_DEG,
     grain_consistent: bool = True,
     min_grain_size: int = 3,
 ) -> dict[str, Any]:
@@ -202,7 +205,11 @@ def aggregate(
         posterior-mean PL's steps between neighbours, :func:`pl_pair_edges`), ``"ebsd"``
         (disorientation evidence, P > 0.5) or ``"both"`` (the mean of the EBSD evidence and the
         samples' PL edges, P >= 0.5).
-    threshold_deg : grain tolerance of the EBSD evidence and of the grain segmentation.
+    grain_tolerance_deg : the grain tolerance angle: observations (and grains) that differ by
+        more than this are different grains. The samples' own evidence is read at no less than
+        :data:`~ebsdray.aggregate.boundaries.SAMPLE_EVIDENCE_FLOOR_DEG` (a sample is noisier
+        per pixel than an observation), so a lower tolerance finds low-angle boundaries only
+        where the observations show them. It must stay well above the EBSD's own noise.
     grain_consistent : make ``ebsd_quaternions`` one orientation per grain
         (:func:`~ebsdray.aggregate.grains.grain_consistent`); False keeps the per-pixel mean.
     min_grain_size : unobserved fragments up to this many pixels join a neighbouring grain.
@@ -212,6 +219,7 @@ def aggregate(
     dict of the outputs listed in the module docstring, those the samples' modalities give.
     """
     x, layout = _checked(samples, codec, variant)
+    check_grain_tolerance(grain_tolerance_deg)
     out: dict[str, Any] = {"variant": layout.variant, "n_samples": x.shape[0]}
     uncertainty: dict[str, np.ndarray] = {}
     m = None if mask is None else _ebsd_mask(mask)
@@ -221,7 +229,7 @@ def aggregate(
     filtered = _medoid_maps(x, codec, source in ("ebsd", "both"), grains)
     if source is not None:
         b, maps = _boundary_outputs(
-            x, source, boundary_source, layout, codec, filtered, threshold_deg
+            x, source, boundary_source, layout, codec, filtered, grain_tolerance_deg
         )
         out.update(b)
         uncertainty["boundary_variance"] = maps.var(axis=0)
@@ -238,7 +246,7 @@ def aggregate(
             filtered.get("weighted"),
             out.get("pl_denoised"),
             dict(method=ebsd_mean, align=align, alignment=alignment, seed=seed),
-            threshold_deg,
+            grain_tolerance_deg,
             min_grain_size,
             out["boundary_confidence"] if out.get("boundary_source") == "ebsd" else None,
         )
@@ -255,13 +263,13 @@ def _boundary_outputs(
     layout: ChannelLayout,
     codec: ChannelCodec,
     filtered: dict[str, np.ndarray],
-    threshold_deg: float,
+    tolerance_deg: float,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """:func:`_boundaries` from ``source``, falling back to PL when ``"auto"`` chose EBSD and
     the EBSD map is saturated."""
     pairs = None
     if source != "pl":
-        pairs = pair_evidence(filtered["square"], threshold_deg, window=None)
+        pairs = pair_evidence(filtered["square"], evidence_threshold(tolerance_deg), window=None)
     b, maps = _boundaries(x, source, layout, codec, pairs)
     if requested == "auto" and source == "ebsd" and b["boundary"].mean() > SATURATED:
         # Per-pixel noise far above the tolerance: every pair differs in most samples and the
@@ -311,7 +319,7 @@ def _ebsd_outputs(
     filtered: np.ndarray | None,
     pl_mean: np.ndarray | None,
     mean_options: dict[str, Any],
-    threshold_deg: float,
+    tolerance_deg: float,
     min_size: int,
     support: np.ndarray | None,
 ) -> dict[str, Any]:
@@ -325,7 +333,7 @@ def _ebsd_outputs(
     if filtered is not None:
         q_obs = None if observed is None else codec.decode_ebsd(np.moveaxis(observed, 0, -1))
         dark = codec.encode_pl(np.zeros(len(codec.stage_angles_deg)))  # the PL of no light
-        g = _grains(filtered, q, q_obs, m, pl_mean, dark, threshold_deg, min_size)
+        g = _grains(filtered, q, q_obs, m, pl_mean, dark, tolerance_deg, min_size)
         q, out["grain_labels"] = g["quaternions"], g["labels"]
         if support is not None:
             # The grains' borders, as the ground truth defines a border pixel, without the
@@ -336,7 +344,7 @@ def _ebsd_outputs(
             near = ndimage.maximum_filter(support, size=3) >= BORDER_SUPPORT
             out["boundary"] = label_boundaries(g["labels"]) & near | g["seen_by_image"]
             if q_obs is not None and m is not None:
-                out["boundary"] |= observed_borders(g["labels"], q_obs, m, threshold_deg)
+                out["boundary"] |= observed_borders(g["labels"], q_obs, m, tolerance_deg)
     out.update(ebsd_quaternions=q, ebsd_channels=np.moveaxis(codec.encode_ebsd(q), -1, 0))
     return out
 
@@ -348,11 +356,11 @@ def _grains(
     m: np.ndarray | None,
     pl_mean: np.ndarray | None,
     dark: np.ndarray,
-    threshold_deg: float,
+    tolerance_deg: float,
     min_size: int,
 ) -> dict[str, np.ndarray]:
     """Grain-consistent orientations (H, W, 4) and labels (H, W) of the samples' grains."""
-    vertical, horizontal = pair_evidence(filtered, threshold_deg, window=None)
+    vertical, horizontal = pair_evidence(filtered, evidence_threshold(tolerance_deg), window=None)
     g = grain_consistent_map(
         vertical.mean(axis=0),
         horizontal.mean(axis=0),
@@ -360,7 +368,7 @@ def _grains(
         q_obs,
         m,
         min_size=min_size,
-        tolerance_deg=threshold_deg,
+        tolerance_deg=tolerance_deg,
     )
     labels, grain_q = g["labels"], g["grain_quaternions"]
     seen = np.zeros(labels.shape, bool)

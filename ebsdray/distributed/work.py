@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ebsdray.aggregate.boundaries import DEFAULT_THRESHOLD_DEG
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.diffusion.pretrained import DiffusionModel
 from ebsdray.figures import section_figure
@@ -66,6 +67,7 @@ class FinishSpec:
     evaluate : score against the ground truth when the section has one.
     output_dir : write into this ReconstructionStore (None: return the result instead).
     figure : write the section's PNG beside the store.
+    grain_tolerance_deg : the grain tolerance of the merge (:func:`ebsdray.aggregate.aggregate`).
     """
 
     codec: ChannelCodec
@@ -75,6 +77,7 @@ class FinishSpec:
     evaluate: bool = True
     output_dir: str | None = None
     figure: bool = True
+    grain_tolerance_deg: float = DEFAULT_THRESHOLD_DEG
 
 
 def finish(
@@ -103,6 +106,7 @@ def finish(
         keep_samples=spec.keep_samples,
         info=info,
         seed=spec.seed,
+        grain_tolerance_deg=spec.grain_tolerance_deg,
     )
     metrics = {}
     if spec.evaluate and section.truth is not None:

@@ -67,7 +67,10 @@ def prefix_results(
             if k == n:
                 yield k, section, s, samples
                 continue
-            merged = merge_section(section, samples, result.codec, result.variant, seed=result.seed)
+            merged = merge_section(
+                section, samples, result.codec, result.variant, seed=result.seed,
+                grain_tolerance_deg=result.grain_tolerance_deg,
+            )  # fmt: skip
             yield k, section, merged, samples
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import ebsdray
+from ebsdray.posterior import merge_section
 
 SMALL = ebsdray.Budget(samples=2, sampler=ebsdray.SamplerSpec(steps=4, particles=2))
 TINY = ebsdray.Budget(samples=1, sampler=ebsdray.SamplerSpec(steps=3, particles=1))
@@ -162,6 +163,25 @@ def test_bad_placements_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         ebsdray.Placement(**kwargs)
     assert not ebsdray.Placement().on_ray and ebsdray.Placement(replicas=2).on_ray
+
+
+def test_the_grain_tolerance_is_the_merges(result, models):
+    """``grain_tolerance_deg`` reaches the merge of every section: the stored outputs are those
+    of merging the same samples at that tolerance."""
+    obs = result.observation
+    low = ebsdray.reconstruct(obs, models["multimodal"], SMALL, seed=3, grain_tolerance_deg=2.0)
+    assert low.grain_tolerance_deg == 2.0 and result.grain_tolerance_deg == 5.0
+    for s, kept in zip(low.sections, result.sections, strict=True):
+        section = obs.section(s.index, result.codec)
+        merged = merge_section(section, kept.samples, result.codec, "multimodal", seed=3,
+                               grain_tolerance_deg=2.0)  # fmt: skip
+        np.testing.assert_array_equal(s.boundary, merged.boundary)
+        np.testing.assert_array_equal(s.ebsd_quaternions, merged.ebsd_quaternions)
+
+
+def test_a_grain_tolerance_that_is_no_angle_is_refused(result, models):
+    with pytest.raises(ValueError, match="grain_tolerance_deg must be an angle"):
+        ebsdray.reconstruct(result.observation, models["multimodal"], TINY, grain_tolerance_deg=0)
 
 
 def test_sections_out_of_range(models, volume):

@@ -187,6 +187,11 @@ def test_output_dir_of_another_job_is_refused_untouched(model, observation, tmp_
     faster = ebsdray.Budget(samples=3, sampler=ebsdray.SamplerSpec(steps=2, particles=2))
     with pytest.raises(FileExistsError, match=r"budget\.sampler\.steps: 4 there, 2 now"):
         ebsdray.reconstruct(observation, model, faster, seed=7, output_dir=out, progress=False)
+    with pytest.raises(FileExistsError, match=r"grain_tolerance_deg: 5\.0 there, 2\.0 now"):
+        ebsdray.reconstruct(
+            observation, model, BUDGET, seed=7, grain_tolerance_deg=2.0, output_dir=out,
+            progress=False,
+        )  # fmt: skip
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == files
 
     busy = tmp_path / "busy"

@@ -145,6 +145,7 @@ def test_rerun_resumes_the_same_run_and_keeps_outputs(job):
         ("observation.ebsd_fraction=0.3", ValueError, "1/s"),
         ("observation.pattern=spiral", ValueError, "spiral"),
         ("replica.num_cpus=0", ValueError, "positive"),
+        ("grain_tolerance_deg=0", ValueError, "grain_tolerance_deg must be an angle"),
         ("volume=/no/such/store.zarr", FileNotFoundError, "no ebsdray volume store"),
     ],
 )
@@ -190,15 +191,17 @@ def test_added_keys_with_typos_are_named(job, tmp_path, override):
     assert not (tmp_path / "o").exists()
 
 
-def test_the_config_seed_seeds_the_samples(monkeypatch):
+def test_the_config_seed_and_grain_tolerance_reach_reconstruct(monkeypatch):
     """``seed`` seeds the posterior samples too, as the store's identity and the params say
-    (the job sampled with reconstruct's default seed 0 whatever the config said)."""
+    (the job sampled with reconstruct's default seed 0 whatever the config said), and
+    ``grain_tolerance_deg`` is the merge's."""
     seen = {}
     monkeypatch.setattr(volume_job, "reconstruct", lambda *a, **kw: seen.update(kw))
     config = {"seed": 5, "sections": None, "keep_samples": False, "precision": "fp32",
-              "progress": False, "figures": False, "evaluate": False}  # fmt: skip
+              "grain_tolerance_deg": 2.0, "progress": False, "figures": False,
+              "evaluate": False}  # fmt: skip
     volume_job._reconstruct(config, None, None, None, None, None, None)
-    assert seen["seed"] == 5
+    assert seen["seed"] == 5 and seen["grain_tolerance_deg"] == 2.0
 
 
 @pytest.mark.parametrize("suffix", [".h5", ".ang"])
