@@ -20,20 +20,13 @@ import numpy as np
 import torch
 
 import ebsdray
-from ebsdray.data.microstructure import synthetic_volume
 from ebsdray.data.rotations import axis_angle_to_quaternion, quaternion_multiply
-from ebsdray.experiments.volumes import TEST_VOLUMES
+from ebsdray.experiments.volumes import VALIDATION_SEEDS, validation_volume
 from ebsdray.posterior import SamplerSpec, merge_section, sample_section, section_metrics
 
-SEEDS = {5101: "uniform", 5102: "macrozones", 5103: "uniform", 5104: "macrozones"}
 FRACTIONS = (1.0, 0.25, 0.0625)
 TOLERANCES = (5.0, 2.0)
 EBSD_NOISE_DEG = 1.0
-
-
-def validation_volume(seed: int, sections: int) -> ebsdray.Volume:
-    texture = "uniform" if SEEDS[seed] == "uniform" else TEST_VOLUMES["synthetic_7102"]["texture"]
-    return synthetic_volume((sections, 64, 64), seed=seed, grain_size=10, texture=texture)
 
 
 def with_noisy_ebsd(section, codec, deg: float, seed: int):
@@ -55,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="seed 5102, one section")
     args = parser.parse_args()
-    seeds, sections = ([5102], 1) if args.quick else (list(SEEDS), 2)
+    seeds, sections = ([5102], 1) if args.quick else (list(VALIDATION_SEEDS), 2)
     model = ebsdray.load_model("multimodal")
     rows: dict[tuple[str, float, float], list[tuple[float, float]]] = {}
     for seed in seeds:

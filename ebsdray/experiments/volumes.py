@@ -49,6 +49,18 @@ def held_out_volume(name: str, sections: int = 1, size: int = 64) -> Volume:
     return synthetic_volume((int(sections), size, size), **TEST_VOLUMES[name])
 
 
+VALIDATION_SEEDS = (5101, 5102, 5103, 5104)  # the tuning volumes (module docstring)
+
+
+def validation_volume(seed: int, sections: int = 2, size: int = 64) -> Volume:
+    """A validation (tuning) volume, ``(sections, size, size)``: uniform texture for seeds 5101
+    and 5103, ``synthetic_7102``'s macrozones for 5102 and 5104. For tuning, never for reports."""
+    if seed not in VALIDATION_SEEDS:
+        raise ValueError(f"unknown validation seed {seed}; choose from {VALIDATION_SEEDS}")
+    texture = "uniform" if seed in (5101, 5103) else TEST_VOLUMES["synthetic_7102"]["texture"]
+    return synthetic_volume((int(sections), size, size), seed=seed, grain_size=10, texture=texture)
+
+
 def load_volume(spec: Mapping[str, Any]) -> tuple[Volume | VolumeStore, dict[str, Any]]:
     """A volume from a spec, and a description of its source.
 
