@@ -280,7 +280,8 @@ def _announce(
         f"{bound}{samples * cost['network_evaluations']:,} network evaluations "
         f"({cost['steps']} steps x {cost['particles']} particle(s) x {cost['tiles']} tile(s) "
         "per sample); "
-        f"estimated {bound}{_duration(seconds)} on {replicas} replica(s) "
+        f"sampling: {bound}{_duration(seconds)} estimated on {replicas} replica(s), before "
+        "start-up and merging "
         f"(probe: {cost['seconds_per_sample']:.1f} s per sample, {cost['precision']}, "
         f"{threads} thread(s))"
     )

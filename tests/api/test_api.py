@@ -105,6 +105,14 @@ def test_missing_ebsd_modality(models, volume):
     assert "nearest_disorientation_mean_deg" not in ebsdray.evaluate(r)
 
 
+def test_the_cost_is_said_before_sampling(models, volume, capsys):
+    obs = ebsdray.observe(volume, ebsd_fraction=1 / 4, seed=1)
+    ebsdray.reconstruct(obs, models["multimodal"], TINY, sections=[1], evaluate=False)
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("ebsdray:")]
+    assert len(said) == 1 and "1 sections, 1 posterior samples" in said[0]
+    assert "sampling: " in said[0] and "before start-up and merging" in said[0]
+
+
 def test_replacement_sampler_is_cheaper(models, volume):
     obs = ebsdray.observe(volume, ebsd_fraction=1, seed=1)
     b = ebsdray.Budget(samples=2, sampler=ebsdray.SamplerSpec("replacement", steps=4))
