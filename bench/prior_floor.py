@@ -1,6 +1,6 @@
 """Is the merge or the prior the floor of the boundaries? Oracles that start from the truth.
 
-    .venv/bin/python bench/prior_floor.py                 # ~30 min on 2 AVX2 cores (8 sections)
+    .venv/bin/python bench/prior_floor.py                 # 33 min on 2 AVX2 cores (8 sections)
     .venv/bin/python bench/prior_floor.py --quick         # seed 5102, one section: 4 min
     .venv/bin/python bench/prior_floor.py --model /abs/multimodal.pt   # a retrained prior
 
