@@ -58,8 +58,10 @@ def main() -> None:
     args = parser.parse_args()
     seeds, sections = ([5102], 1) if args.quick else (list(VALIDATION_SEEDS), 2)
     model = ebsdray.load_model(args.model)
-    settings = ["truth as samples", "default sampler"]
-    settings += [f"from truth at t = {t}{g}" for t in START_T for g in ("", ", no guidance")]
+    # (label, start t of a truth-started chain or None, guided)
+    settings = [("truth as samples", None, False), ("default sampler", None, True)]
+    settings += [(f"from truth at t = {t}{'' if g else ', no guidance'}", t, g)
+                 for t in START_T for g in (True, False)]  # fmt: skip
     rows: dict[tuple[float, str], list[tuple[float, float]]] = {}
     for seed in seeds:
         volume = validation_volume(seed, sections)
@@ -67,16 +69,15 @@ def main() -> None:
             observed = ebsdray.observe(volume, ebsd_fraction=fraction, pl_noise=0.05, seed=0)
             for z in range(sections):
                 section = observed.section(z, model.codec)
-                for name in settings if fraction < 1 else settings[:2]:
-                    if name == "truth as samples":
-                        x = section.clean[None].repeat(K, 1, 1, 1)
-                    elif name == "default sampler":
+                for name, start_t, guided in settings if fraction < 1 else settings[:2]:
+                    if start_t is not None:
+                        x = from_truth(model, section, start_t, guided)
+                    elif guided:
                         x, _ = sample_section(
                             model, section, SamplerSpec(), 0, range(K), precision="fp32"
                         )
                     else:
-                        t = int(name.split("t = ")[1].split(",")[0])
-                        x = from_truth(model, section, t, guided="no guidance" not in name)
+                        x = section.clean[None].repeat(K, 1, 1, 1)
                     m = section_metrics(merge_section(section, x, model.codec, model.variant),
                                         section, model.codec)  # fmt: skip
                     rows.setdefault((fraction, name), []).append(
