@@ -70,7 +70,8 @@ def shipped_model_path(name: str) -> Path:
     return WEIGHTS_DIR / f"{name}.pt"
 
 
-def _resolve(name_or_path: str | os.PathLike[str]) -> Path:
+def model_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """The checkpoint file of a shipped model name (which must be installed) or of a path."""
     if str(name_or_path) in VARIANTS:
         path = shipped_model_path(str(name_or_path))
         if not path.exists():
@@ -99,7 +100,7 @@ def load_model(
         mismatch deep inside a sampler).
     device : where the network goes.
     """
-    path = _resolve(name_or_path)
+    path = model_path(name_or_path)
     ckpt = load_checkpoint(path)
     codec = ChannelCodec.from_dict(ckpt["codec"])
     config = UNetConfig.from_dict(ckpt["model_config"])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ebsdray.conventions import VARIANTS
 from ebsdray.precision import PRECISIONS
+
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -23,7 +26,13 @@ class TrainConfig:
     window : training window edge (pixels); must be a multiple of the network's downsampling.
     batch_size : windows per worker per step.
     steps : total optimizer steps.
-    lr, warmup_steps, weight_decay, grad_clip : AdamW with linear warm-up, then constant.
+    lr, warmup_steps, weight_decay, grad_clip : AdamW with linear warm-up to ``lr``.
+    lr_schedule : after the warm-up, "constant" or "cosine" (decays to ``lr_final`` at ``steps``).
+    lr_final : the cosine schedule's last learning rate.
+    init_from : "" (random initial weights), a shipped model name or a checkpoint path whose
+        weights and EMA a new run starts from, with a fresh optimizer (fine-tuning a model on
+        this machine's time budget); it must have the run's variant, architecture and codec. A
+        run that resumes from its own ``last.pt`` ignores it.
     ema_decay : EMA of the weights (samplers use the EMA weights).
     precision : "auto" (bf16 where the device runs it natively, else fp32), "fp32" or "bf16";
         the network's autocast (:mod:`ebsdray.precision`).
@@ -47,6 +56,9 @@ class TrainConfig:
     steps: int = 14_000
     lr: float = 3e-4
     warmup_steps: int = 500
+    lr_schedule: str = "constant"
+    lr_final: float = 0.0
+    init_from: str = ""
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999
@@ -67,8 +79,21 @@ class TrainConfig:
         for name in ("window", "batch_size", "steps", "val_interval", "val_windows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1; got {getattr(self, name)}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"unknown lr_schedule {self.lr_schedule!r}; choose one of {LR_SCHEDULES}"
+            )
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
+
+    def learning_rate(self, step: int) -> float:
+        """The learning rate of 0-based optimizer ``step``: linear warm-up, then the schedule."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        if self.lr_schedule == "constant":
+            return self.lr
+        progress = (step - self.warmup_steps) / max(self.steps - self.warmup_steps, 1)
+        return self.lr_final + 0.5 * (self.lr - self.lr_final) * (1 + math.cos(math.pi * progress))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

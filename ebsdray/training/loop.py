@@ -29,6 +29,7 @@ from ebsdray.data.dataset import WindowDataset
 from ebsdray.data.volume import Volume
 from ebsdray.dataset_dir import load_split
 from ebsdray.diffusion.ema import EMA
+from ebsdray.diffusion.pretrained import model_path
 from ebsdray.diffusion.schedule import DiffusionSchedule, unconditional_sample
 from ebsdray.figures import samples_figure
 from ebsdray.io.checkpoint import load_checkpoint, save_checkpoint
@@ -157,20 +158,27 @@ def _build(cfg: TrainConfig, device: torch.device) -> tuple[_Run, list[Volume], 
     return run, volumes, val_volumes
 
 
-def _resume(run: _Run, rank: int) -> None:
-    """Continue from ``last.pt`` where the run dir holds one (weights, EMA, optimizer, step)."""
-    if not run.last_path.exists():
-        return
-    ckpt = load_checkpoint(run.last_path)
+def _check_compatible(run: _Run, ckpt: dict[str, Any], path: Path, what: str) -> None:
+    """Refuse a checkpoint whose variant, architecture or codec is not the run's."""
     if (
         ckpt["variant"] != run.cfg.variant
         or ckpt["model_config"] != run.net.config.to_dict()
         or ChannelCodec.from_dict(ckpt["codec"]) != run.codec
     ):
         raise ValueError(
-            f"{run.last_path} belongs to a different model or dataset (variant, architecture or "
-            "codec differ); choose another run name or run_dir to start a new run"
+            f"{path} belongs to a different model or dataset (variant, architecture or codec "
+            f"differ); {what}"
         )
+
+
+def _resume(run: _Run, rank: int) -> None:
+    """Continue from ``last.pt`` where the run dir holds one (weights, EMA, optimizer, step);
+    otherwise start a new run from ``cfg.init_from``'s weights where one is named."""
+    if not run.last_path.exists():
+        _initialise(run, rank)
+        return
+    ckpt = load_checkpoint(run.last_path)
+    _check_compatible(run, ckpt, run.last_path, "choose another run name or run_dir")
     state = ckpt["train_state"]
     run.net.load_state_dict(ckpt["weights"])
     run.ema.load_state_dict(state["ema"])
@@ -179,6 +187,36 @@ def _resume(run: _Run, rank: int) -> None:
     run.run_id = state.get("mlflow_run_id")
     if rank == 0:
         print(f"resuming {run.cfg.name} from step {run.start} ({run.last_path})")
+
+
+def _initialise(run: _Run, rank: int) -> None:
+    """Start from the weights and EMA of ``cfg.init_from`` (step 0, fresh optimizer)."""
+    if not run.cfg.init_from:
+        return
+    path = model_path(run.cfg.init_from)
+    if not path.exists():
+        raise FileNotFoundError(
+            f"init_from={run.cfg.init_from!r}: no checkpoint at {path}; name a shipped model "
+            "(multimodal, ebsd, pl) or the path of a run's best.pt"
+        )
+    ckpt = load_checkpoint(path)
+    _check_compatible(
+        run, ckpt, path, "fine-tune only a model of this variant, size and dataset codec"
+    )
+    # Exported models keep only the EMA weights; training then continues from those.
+    run.net.load_state_dict(ckpt.get("weights", ckpt["ema_weights"]))
+    # The EMA starts at the model's sampling weights and does not warm up again: a fresh
+    # average would forget them within a few dozen steps.
+    run.ema.load_state_dict(
+        {
+            "decay": run.cfg.ema_decay,
+            "warmup": False,
+            "num_updates": 0,
+            "shadow": ckpt["ema_weights"],
+        }
+    )
+    if rank == 0:
+        print(f"{run.cfg.name}: starting from the weights of {path}")
 
 
 def _streams(
@@ -211,10 +249,10 @@ def _train_step(
     """One optimizer and EMA step on the batch ``x0`` (B, C, H, W) at 0-based ``step``.
 
     ``model`` is ``run.net`` as the context prepared it (wrapped for data parallelism).
-    Returns the loss, the learning rate (linear warm-up) and the gradient norm before clipping.
+    Returns the loss, the learning rate (``cfg.learning_rate``) and the gradient norm before clipping.
     """
     cfg = run.cfg
-    lr = cfg.lr * min(1.0, (step + 1) / max(cfg.warmup_steps, 1))
+    lr = cfg.learning_rate(step)
     for group in run.opt.param_groups:
         group["lr"] = lr
     with _autocast(cfg, x0.device):

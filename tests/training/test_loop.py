@@ -1,5 +1,6 @@
 """The plain training loop (no Ray): checkpoints, resume, validation, refusals."""
 
+import itertools
 import json
 
 import pytest
@@ -92,3 +93,51 @@ def test_missing_dataset_is_named(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="generate_data"):
         train(cfg)
+
+
+def test_fine_tuning_starts_from_the_named_weights(config, tmp_path):
+    train(config(tmp_path / "base", precision="fp32"))
+    source = load_checkpoint(tmp_path / "base" / "best.pt")
+    # lr = 0: the network cannot move, so what it holds after a step is what it started from.
+    train(config(tmp_path / "tuned", steps=1, lr=0.0, init_from=str(tmp_path / "base" / "best.pt")))
+    tuned = load_checkpoint(tmp_path / "tuned" / "last.pt")
+    assert tuned["train_state"]["step"] == 1
+    for k, v in source["weights"].items():
+        assert torch.equal(tuned["weights"][k], v), k
+    # The EMA starts at the source's sampling weights and moves one (1 - decay) step from them.
+    for k, v in source["ema_weights"].items():
+        if v.is_floating_point():
+            assert torch.allclose(tuned["ema_weights"][k], v, atol=1e-2 * float(v.abs().max()))
+
+
+def test_fine_tuning_refuses_another_model_or_a_missing_file(config, tmp_path):
+    train(config(tmp_path / "pl", variant="pl", steps=2))
+    with pytest.raises(ValueError, match="fine-tune only a model of this variant"):
+        train(config(tmp_path / "mm", init_from=str(tmp_path / "pl" / "best.pt")))
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        train(config(tmp_path / "mm2", init_from=str(tmp_path / "absent.pt")))
+
+
+def test_cosine_schedule_warms_up_then_decays_to_its_final_rate():
+    cfg = TrainConfig(
+        name="x",
+        variant="pl",
+        data_dir="/d",
+        run_dir="/r",
+        steps=100,
+        lr=1e-3,
+        warmup_steps=10,
+        lr_schedule="cosine",
+        lr_final=1e-5,
+    )
+    assert cfg.learning_rate(0) == pytest.approx(1e-4)
+    assert cfg.learning_rate(10) == pytest.approx(1e-3)
+    assert cfg.learning_rate(55) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert cfg.learning_rate(100) == pytest.approx(1e-5)
+    rates = [cfg.learning_rate(s) for s in range(10, 101)]
+    assert all(a >= b for a, b in itertools.pairwise(rates))
+    assert (
+        TrainConfig(name="x", variant="pl", data_dir="/d", run_dir="/r").learning_rate(900) == 3e-4
+    )
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(name="x", variant="pl", data_dir="/d", run_dir="/r", lr_schedule="step")
