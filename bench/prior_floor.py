@@ -3,7 +3,7 @@
     .venv/bin/python bench/prior_floor.py                 # 33 min on 2 AVX2 cores (8 sections)
     .venv/bin/python bench/prior_floor.py --quick         # seed 5102, one section: 4 min
     .venv/bin/python bench/prior_floor.py --model /abs/multimodal.pt   # a retrained prior
-    .venv/bin/python bench/prior_floor.py --only default  # the product's rows only: 5 min
+    .venv/bin/python bench/prior_floor.py --only default --fractions 1 0.25 0.0625 0
 
 On the validation volumes only (seeds 5101-5104, never the test volumes), EBSD on a grid, PL
 noise 0.05, K = 8 in fp32. For each fraction it prints the mean boundary Chamfer (and
@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="seed 5102, one section")
     parser.add_argument("--model", default="multimodal", help="shipped name or checkpoint path")
     parser.add_argument("--only", default="", help="the settings whose label contains this")
+    parser.add_argument("--fractions", type=float, nargs="+", default=FRACTIONS)
     args = parser.parse_args()
     seeds, sections = ([5102], 1) if args.quick else (list(VALIDATION_SEEDS), 2)
     model = ebsdray.load_model(args.model)
@@ -68,13 +69,13 @@ def main() -> None:
     rows: dict[tuple[float, str], list[tuple[float, float]]] = {}
     for seed in seeds:
         volume = validation_volume(seed, sections)
-        for fraction in FRACTIONS:
+        for fraction in args.fractions:
             observed = ebsdray.observe(volume, ebsd_fraction=fraction, pl_noise=0.05, seed=0)
             for z in range(sections):
                 section = observed.section(z, model.codec)
                 for name, start_t, guided in settings:
-                    if fraction == 1 and start_t is not None:
-                        continue  # at full EBSD every truth-started chain is the truth
+                    if fraction in (0, 1) and start_t is not None:
+                        continue  # at full EBSD they are the truth; with none, not oracles
                     if start_t is not None:
                         x = from_truth(model, section, start_t, guided)
                     elif guided:
