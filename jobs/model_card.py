@@ -1,6 +1,6 @@
 """Model-card figures of a trained model: grain coherence and cross-modal physics of samples.
 
-python jobs/model_card.py model=multimodal samples=64 steps=100
+python jobs/model_card.py checkpoint=multimodal samples=64 steps=100
 """
 
 from __future__ import annotations
