@@ -75,7 +75,7 @@ def main() -> None:
                 section = observed.section(z, model.codec)
                 for name, start_t, guided in settings:
                     if fraction in (0, 1) and start_t is not None:
-                        continue  # at full EBSD they are the truth; with none, not oracles
+                        continue  # full EBSD: they are the truth; none: no observed borders to place
                     if start_t is not None:
                         x = from_truth(model, section, start_t, guided)
                     elif guided:

@@ -172,11 +172,7 @@ def _check_compatible(run: _Run, ckpt: dict[str, Any], path: Path, what: str) ->
 
 
 def _resume(run: _Run, rank: int) -> None:
-    """Continue from ``last.pt`` where the run dir holds one (weights, EMA, optimizer, step);
-    otherwise start a new run from ``cfg.init_from``'s weights where one is named."""
-    if not run.last_path.exists():
-        _initialise(run, rank)
-        return
+    """Continue from the run dir's ``last.pt`` (weights, EMA, optimizer, step)."""
     ckpt = load_checkpoint(run.last_path)
     _check_compatible(run, ckpt, run.last_path, "choose another run name or run_dir")
     state = ckpt["train_state"]
@@ -191,8 +187,6 @@ def _resume(run: _Run, rank: int) -> None:
 
 def _initialise(run: _Run, rank: int) -> None:
     """Start from the weights and EMA of ``cfg.init_from`` (step 0, fresh optimizer)."""
-    if not run.cfg.init_from:
-        return
     path = model_path(run.cfg.init_from)
     if not path.exists():
         raise FileNotFoundError(
@@ -352,7 +346,10 @@ def train(cfg: TrainConfig, context: WorkerContext | None = None) -> dict[str, f
     """
     ctx = context or LocalContext()
     run, volumes, val_volumes = _build(cfg, ctx.device)
-    _resume(run, ctx.rank)
+    if run.last_path.exists():
+        _resume(run, ctx.rank)
+    elif cfg.init_from:
+        _initialise(run, ctx.rank)
     model = ctx.prepare(run.net)
     batches, gen, val_x0 = _streams(run, volumes, val_volumes, ctx.rank, ctx.device)
     tracker = Tracker(cfg, run.run_id) if ctx.rank == 0 else None
