@@ -4,6 +4,7 @@
     .venv/bin/python bench/prior_floor.py --quick         # seed 5102, one section: 4 min
     .venv/bin/python bench/prior_floor.py --model /abs/multimodal.pt   # a retrained prior
     .venv/bin/python bench/prior_floor.py --only default --fractions 1 0.25 0.0625 0
+    .venv/bin/python bench/prior_floor.py --only default --tile 64   # whole 64 x 64 sections
 
 On the validation volumes only (seeds 5101-5104, never the test volumes), EBSD on a grid, PL
 noise 0.05, K = 8 in fp32. For each fraction it prints the mean boundary Chamfer (and
@@ -22,6 +23,7 @@ and the default row moving towards the merge's floor (issue 10, item 4).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import numpy as np
 import torch
@@ -58,9 +60,16 @@ def main() -> None:
     parser.add_argument("--model", default="multimodal", help="shipped name or checkpoint path")
     parser.add_argument("--only", default="", help="the settings whose label contains this")
     parser.add_argument("--fractions", type=float, nargs="+", default=FRACTIONS)
+    parser.add_argument(
+        "--tile", type=int, default=0, help="sampling tile side (default: the training window)"
+    )
     args = parser.parse_args()
     seeds, sections = ([5102], 1) if args.quick else (list(VALIDATION_SEEDS), 2)
     model = ebsdray.load_model(args.model)
+    if args.tile:
+        # The U-Net is fully convolutional: a tile larger than its training window gives each
+        # pixel more context (64 = each validation section in one piece, no blending).
+        model = dataclasses.replace(model, window=args.tile)
     # (label, start t of a truth-started chain or None, guided)
     settings = [("truth as samples", None, False), ("default sampler", None, True)]
     settings += [(f"from truth at t = {t}{'' if g else ', no guidance'}", t, g)
