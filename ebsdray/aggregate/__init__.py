@@ -59,14 +59,15 @@ from ebsdray.aggregate.boundaries import (
     threshold_boundaries,
 )
 from ebsdray.aggregate.ebsd import MeanKind, decode_samples, mean_orientation, super_resolve
-from ebsdray.aggregate.grains import grain_consistent as grain_consistent_map
 from ebsdray.aggregate.grains import (
+    fill_between_observations,
     grain_means,
     merge_unseen,
     observed_borders,
     refine_borders,
     split_by_image,
 )
+from ebsdray.aggregate.grains import grain_consistent as grain_consistent_map
 from ebsdray.aggregate.orientations import align_to_reference, orientation_mean
 from ebsdray.aggregate.pl import denoise_pl
 from ebsdray.conventions import EBSD_CHANNELS, ChannelLayout
@@ -372,10 +373,15 @@ def _grains(
     )
     labels, grain_q = g["labels"], g["grain_quaternions"]
     seen = np.zeros(labels.shape, bool)
+    fixed = m
+    if m is not None:
+        # a pixel between two observations of one grain is that grain, whatever the PL says
+        labels, between = fill_between_observations(labels, m)
+        fixed = m | between
     if pl_mean is not None:
         # The observations place a border only to within their spacing; the PL sees it
         # wherever the c-axes differ, and it sees the grains that no observation reached.
-        labels = refine_borders(labels, pl_mean, fixed=m)
+        labels = refine_borders(labels, pl_mean, fixed=fixed)
         unsplit, new = labels, int(labels.max()) + 1
         labels = split_by_image(unsplit, pl_mean, fixed=m, dark=dark)  # new grains: new, new + 1..
         if m is not None:

@@ -10,6 +10,7 @@ import pytest
 
 from ebsdray.aggregate import aggregate
 from ebsdray.aggregate.grains import (
+    fill_between_observations,
     grain_consistent,
     grain_means,
     merge_fragments,
@@ -190,6 +191,31 @@ def test_refine_borders_moves_a_border_to_the_image_edge():
     np.testing.assert_array_equal(out[:, 11:], labels[:, 11:])  # no evidence: not moved
     with pytest.raises(ValueError, match=r"image must be \(C, 12, 16\)"):
         refine_borders(labels, image[0])
+
+
+def test_a_pixel_between_two_observations_of_one_grain_takes_it():
+    """On a 1/4 grid, unobserved pixels between two observations of one grain are that grain
+    (whatever the samples said); a pixel between observations of two grains stays free, as does
+    a corner where two pairs name different grains."""
+    truth = np.ones((16, 16), np.int32)
+    truth[:, 8:] = 2  # the border between columns 7 and 8: column 7 lies between 1 and 2
+    observed = grid(truth.shape, 2)
+    labels = truth.copy()
+    labels[1:15, 3] = 2  # a strip of grain 1 that the samples (and the PL) gave to grain 2
+    labels[5, 5] = 3  # a speckle between diagonal observations
+    out, placed = fill_between_observations(labels, observed)
+    assert out.dtype == labels.dtype
+    np.testing.assert_array_equal(out[:, :7], truth[:, :7])
+    np.testing.assert_array_equal(out[:, 8:], truth[:, 8:])
+    np.testing.assert_array_equal(out[:, 7], labels[:, 7])  # between grains 1 and 2: free
+    free = observed.copy()
+    free[:, 7] = free[-1] = free[:, -1] = True  # beyond the last grid row and column: no pair
+    np.testing.assert_array_equal(placed, ~free)
+    # a corner: up and down observed in grain 1, left and right in grain 2
+    corner = np.array([[9, 1, 9], [2, 5, 2], [9, 1, 9]], np.int32)
+    seen = np.array([[0, 1, 0], [1, 0, 1], [0, 1, 0]], bool)
+    out, placed = fill_between_observations(corner, seen)
+    assert out[1, 1] == 5 and not placed[1, 1]
 
 
 def sliver_image(noise: float = 0.005, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
