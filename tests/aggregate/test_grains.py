@@ -218,6 +218,25 @@ def test_a_pixel_between_two_observations_of_one_grain_takes_it():
     assert out[1, 1] == 5 and not placed[1, 1]
 
 
+def test_observations_on_both_sides_outrank_the_image(codec, make_samples):
+    """Where the samples' PL says a strip of the left grain looks like the right grain but
+    observations on both sides of each of its pixels say left, the strip stays left: no
+    checkerboard of observed pixels in the right grain; the border between the last left and
+    the first right observations is still the PL's to place."""
+    # 1 left (columns 0-7), 2 right: c-axes 30 degrees apart, so the PL differs; 17 x 17, so that
+    # the grid's last row and column are the section's
+    ids, q = two_grains(17, 17, tilt=True)
+    section = SimpleNamespace(grain_ids=ids, quaternions=q, channels=codec.encode_section(q))
+    x = make_samples(section, codec, 8, rotation_deg=1.0, pl_noise=0.05)
+    x[:, 3:, :, 3:8] = x[:, 3:, :, 8:13]  # columns 3-7 of the left grain: the right's PL
+    observed = grid(ids.shape, 2)
+    out = aggregate(x, codec, observed=section.channels, mask=observed, align=False)
+    labels = out["grain_labels"]
+    assert np.unique(labels[:, :7]).size == 1 and np.unique(labels[:, 8:]).size == 1
+    assert labels[0, 0] != labels[0, 8]
+    assert np.all(disorientation_deg(out["ebsd_quaternions"][:, :7], q[0, 0]) < 1.0)
+
+
 def sliver_image(noise: float = 0.005, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(H, W) true ids of a 24 x 24 section and a (4, H, W) image of it: grains 1 (left) and 2
     (right), and grain 3, a 2-pixel sliver at the right edge inside grain 2 that differs from it
