@@ -383,9 +383,8 @@ def _grains(
         # wherever the c-axes differ, and it sees the grains that no observation reached.
         labels = refine_borders(labels, pl_mean, fixed=fixed)
         unsplit, new = labels, int(labels.max()) + 1
-        labels = split_by_image(
-            unsplit, pl_mean, fixed=fixed, dark=dark
-        )  # new grains: new, new + 1..
+        # new grains are numbered new, new + 1, ...
+        labels = split_by_image(unsplit, pl_mean, fixed=fixed, dark=dark)
         if m is not None:
             # and a grain that only the samples make must show in the PL too
             labels = merge_unseen(labels, pl_mean, m)
