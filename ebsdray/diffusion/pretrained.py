@@ -22,7 +22,7 @@ from torch import Tensor
 from ebsdray.conventions import VARIANTS
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.diffusion.schedule import DiffusionSchedule
-from ebsdray.io.checkpoint import load_checkpoint, save_checkpoint
+from ebsdray.io.checkpoint import load_checkpoint, pack_weights, save_checkpoint
 from ebsdray.model.unet import UNet, UNetConfig, variant_channels
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
@@ -143,7 +143,7 @@ def export_model(
         **(provenance or {}),
     }
     slim = {k: ckpt[k] for k in ("variant", "model_config", "codec", "schedule", "window")}
-    slim["ema_weights"] = {k: v.float().contiguous() for k, v in ckpt["ema_weights"].items()}
+    slim["ema_weights"] = pack_weights(ckpt["ema_weights"])
     slim["provenance"] = facts
     dest = save_checkpoint(slim, destination)
     card = {"provenance": facts, "train_config": state.get("config", {})}

@@ -11,21 +11,56 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
     schedule          {"num_timesteps", "beta_start", "beta_end"}
     window            training window edge in pixels
     weights           state_dict of the trained network
-    ema_weights       state_dict of the EMA network (what samplers use)
+    ema_weights       state_dict of the EMA network (what samplers use); a shipped model stores it
+                      packed (:func:`pack_weights`: lossless, about 15% smaller), which
+                      :func:`load_checkpoint` unpacks
     train_state       optional: step, optimizer, EMA bookkeeping, best validation loss, config
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 FORMAT_NAME = "ebsdray-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED = ("variant", "model_config", "codec", "schedule", "window", "ema_weights")
+
+
+def pack_weights(state: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """A float32 state_dict as one zlib stream of its bytes grouped by significance (every
+    weight's first byte, then every second byte, ...): the exponent bytes of trained weights
+    repeat, so this is lossless and about 15% smaller than the raw tensors, which keeps the
+    shipped 5.8 M-parameter model under the repository's 20 MiB file limit.
+
+    Returns
+    -------
+    dict with ``packed`` (a uint8 tensor) and ``shapes`` ({name: [dims]}, in the state's order).
+    """
+    arrays = [np.asarray(v.detach().cpu().float().numpy(), "<f4") for v in state.values()]
+    flat = np.concatenate([a.ravel() for a in arrays])
+    grouped = flat.view(np.uint8).reshape(-1, 4).T.tobytes()
+    return {
+        "packed": torch.frombuffer(bytearray(zlib.compress(grouped, 9)), dtype=torch.uint8),
+        "shapes": {k: list(a.shape) for k, a in zip(state, arrays, strict=True)},
+    }
+
+
+def unpack_weights(packed: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The float32 state_dict that :func:`pack_weights` packed, bit for bit."""
+    grouped = np.frombuffer(zlib.decompress(packed["packed"].numpy().tobytes()), np.uint8)
+    flat = grouped.reshape(4, -1).T.copy().view("<f4").ravel()
+    out, start = {}, 0
+    for name, shape in packed["shapes"].items():
+        size = int(np.prod(shape, dtype=np.int64))
+        out[name] = torch.from_numpy(flat[start : start + size].reshape(shape).copy())
+        start += size
+    return out
 
 
 def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> Path:
@@ -72,4 +107,6 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str = "cpu") -> 
     missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise ValueError(f"{path} lacks {missing}; it is incomplete")
+    if "packed" in ckpt["ema_weights"]:
+        ckpt["ema_weights"] = unpack_weights(ckpt["ema_weights"])
     return ckpt

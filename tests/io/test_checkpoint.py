@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from ebsdray.io.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
+from ebsdray.io.checkpoint import FORMAT_VERSION, load_checkpoint, pack_weights, save_checkpoint
 
 
 def minimal(**extra):
@@ -24,6 +24,25 @@ def test_round_trip_loads_with_weights_only(tmp_path):
     # plain torch.load in safe mode works too: nothing but tensors and primitives inside
     assert torch.load(path, weights_only=True)["variant"] == "pl"
     assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_packed_weights_load_bit_for_bit(tmp_path):
+    """A shipped model's packed EMA weights come back exactly, names, order and shapes included,
+    from a file that still loads with weights_only."""
+    g = torch.Generator().manual_seed(0)
+    state = {
+        "conv.weight": torch.randn(8, 4, 3, 3, generator=g),
+        "norm.bias": torch.tensor([0.0, -0.0, 1e-38, float("inf")]),
+        "t.weight": torch.randn(5, 6, generator=g).t(),  # not contiguous
+        "scale": torch.tensor(2.5),
+    }
+    path = save_checkpoint(minimal(ema_weights=pack_weights(state)), tmp_path / "m.pt")
+    assert torch.load(path, weights_only=True)["ema_weights"]["packed"].dtype == torch.uint8
+    out = load_checkpoint(path)["ema_weights"]
+    assert list(out) == list(state)
+    for name, value in state.items():
+        assert out[name].shape == value.shape and out[name].dtype == torch.float32
+        assert torch.equal(out[name].view(torch.int32), value.contiguous().view(torch.int32))
 
 
 def test_missing_file_names_what_to_do(tmp_path):
