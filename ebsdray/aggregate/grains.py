@@ -47,11 +47,19 @@ from ebsdray.data.rotations import standardize
 from ebsdray.data.symmetry import disorientation_deg
 
 _AROUND = ((-1, 0), (1, 0), (0, -1), (0, 1))  # the 4 face neighbours
-# Residual scales by which a grain no observation holds must differ in the image (the PL) from
-# every touching grain, even at another brightness, to be a grain of its own: the test of the
-# grains the PL alone shows (:func:`split_by_image`) and of those the samples alone make
-# (:func:`merge_unseen`). Chosen on the validation seeds 5101-5104.
+# Residual scales by which a grain no observation holds must differ in the image (the PL) to be
+# a grain of its own; all chosen on the validation seeds 5101-5104 (K = 8, 1/16 grid).
+# A grain that only the samples make (:func:`merge_unseen`) must differ from every touching
+# observed grain by CONTRAST.
 CONTRAST = 8.0
+# A grain that only the PL shows (:func:`split_by_image`) must differ from every mix of its grain
+# with a touching one by SPLIT_CONTRAST, and from its grain at any brightness by
+# BRIGHTNESS_CONTRAST: the posterior-mean PL keeps a scratch as a softened brightness step, and
+# a low-contrast grain is a step in the shape of the intensity stack. Both at 8, the 1/16
+# Chamfer was 0.087 (scratches 0.927, PL noise 0.2: 0.190); at 2 and 6, 0.072 (0.916, 0.188);
+# at 2 and 2, 0.071 but 1.00 under scratches, whose pieces split off as grains.
+SPLIT_CONTRAST = 2.0
+BRIGHTNESS_CONTRAST = 6.0
 
 
 def _label_medians(labels: np.ndarray, image: np.ndarray, select: np.ndarray, n: int) -> np.ndarray:
@@ -594,7 +602,8 @@ def split_by_image(
     *,
     dark: Any = None,
     candidate: float = 3.0,
-    contrast: float = CONTRAST,
+    contrast: float = SPLIT_CONTRAST,
+    brightness_contrast: float = BRIGHTNESS_CONTRAST,
     gain: float = 50.0,
 ) -> np.ndarray:
     """Split off the parts of grains that an image of the section (the PL) shows to differ.
@@ -608,10 +617,10 @@ def split_by_image(
     stays a grain of its own only if its median is at least ``contrast`` residual scales from
     its grain's and from every mix of its grain's with a touching grain's (a border the samples
     disagree on is blurred into such a mix; a grain of another c-axis is tens of scales off any),
-    and, given ``dark``, from its grain's at any brightness between 0 and 2 times (a scratch or
-    uneven light scales a pixel's whole intensity stack; for an image that is affine in the
-    intensities, as the PL channels are, such a scaling is a mix with the image of no light),
-    and the squared residual it saves, less one per new border pair, is at least ``gain``.
+    and, given ``dark``, at least ``brightness_contrast`` from its grain's at any brightness
+    between 0 and 2 times (a scratch or uneven light scales a pixel's whole intensity stack; for
+    an image that is affine in the intensities, as the PL channels are, such a scaling is a mix
+    with the image of no light), and the squared residual it saves, less one per new border pair, is at least ``gain``.
 
     Parameters
     ----------
@@ -620,7 +629,8 @@ def split_by_image(
     fixed : optional (H, W) bool, observed pixels: they stay in their grain.
     dark : optional (C,) the image of no light (for the PL channels ``codec.encode_pl`` of a zero
         stack).
-    candidate, contrast, gain : the thresholds above, in units of the residual scale.
+    candidate, contrast, brightness_contrast, gain : the thresholds above, in units of the
+        residual scale.
 
     Returns
     -------
@@ -660,9 +670,11 @@ def split_by_image(
         saved = (values - fit.mean[g][:, None]) ** 2 - (values - fit.mean[start + k][:, None]) ** 2
         pairs = (inside[:-1] != inside[1:]).sum() + (inside[:, :-1] != inside[:, 1:]).sum()
         distinct = _unmixed(fit.mean[start + k], fit.mean[g], fit.mean[_touching(here, inside)])
+        distinct = distinct >= contrast * np.sqrt(scale)
         if black is not None:
-            distinct = min(distinct, _unmixed(fit.mean[start + k], fit.mean[g], black, -1.0))
-        if not (distinct >= contrast * np.sqrt(scale) and saved.sum() / scale - pairs >= gain):
+            lit = _unmixed(fit.mean[start + k], fit.mean[g], black, -1.0)
+            distinct &= lit >= brightness_contrast * np.sqrt(scale)
+        if not (distinct and saved.sum() / scale - pairs >= gain):
             out[box][inside] = g
     # renumber the kept new grains start, start + 1, ... so callers can extend per-grain arrays
     new = np.unique(out[out >= start])
