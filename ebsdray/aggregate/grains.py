@@ -620,7 +620,8 @@ def split_by_image(
     and, given ``dark``, at least ``brightness_contrast`` from its grain's at any brightness
     between 0 and 2 times (a scratch or uneven light scales a pixel's whole intensity stack; for
     an image that is affine in the intensities, as the PL channels are, such a scaling is a mix
-    with the image of no light), and the squared residual it saves, less one per new border pair, is at least ``gain``.
+    with the image of no light), and the squared residual it saves, less one per new border
+    pair, is at least ``gain``.
 
     Parameters
     ----------
@@ -643,6 +644,7 @@ def split_by_image(
     black = None if dark is None else as_numpy(dark, np.float64).reshape(1, img.shape[0])
     fit = _ImageFit.of(lab, img)
     scale = fit.scale  # the noise of the image as the grains left it
+    root = np.sqrt(scale)
     odd = (ndimage.uniform_filter(fit.residual / scale, 3, mode="nearest") > candidate) & ~keep
     pieces, count = ndimage.label(odd)  # 4-connected
     if count == 0:
@@ -669,11 +671,10 @@ def split_by_image(
         values = img[(slice(None), *box)][:, inside]
         saved = (values - fit.mean[g][:, None]) ** 2 - (values - fit.mean[start + k][:, None]) ** 2
         pairs = (inside[:-1] != inside[1:]).sum() + (inside[:, :-1] != inside[:, 1:]).sum()
-        distinct = _unmixed(fit.mean[start + k], fit.mean[g], fit.mean[_touching(here, inside)])
-        distinct = distinct >= contrast * np.sqrt(scale)
+        value, own = fit.mean[start + k], fit.mean[g]
+        distinct = _unmixed(value, own, fit.mean[_touching(here, inside)]) >= contrast * root
         if black is not None:
-            lit = _unmixed(fit.mean[start + k], fit.mean[g], black, -1.0)
-            distinct &= lit >= brightness_contrast * np.sqrt(scale)
+            distinct &= _unmixed(value, own, black, -1.0) >= brightness_contrast * root
         if not (distinct and saved.sum() / scale - pairs >= gain):
             out[box][inside] = g
     # renumber the kept new grains start, start + 1, ... so callers can extend per-grain arrays
