@@ -56,7 +56,7 @@ CONTRAST = 8.0
 # with a touching one by SPLIT_CONTRAST, and from its grain at any brightness by
 # BRIGHTNESS_CONTRAST: the posterior-mean PL keeps a scratch as a softened brightness step, and
 # a low-contrast grain is a step in the shape of the intensity stack. Both at 8, the 1/16
-# Chamfer was 0.087 (scratches 0.927, PL noise 0.2: 0.190); at 2 and 6, 0.072 (0.916, 0.188);
+# Chamfer was 0.0873 (scratches 0.927, PL noise 0.2: 0.190); at 2 and 6, 0.0715 (0.916, 0.188);
 # at 2 and 2, 0.071 but 1.00 under scratches, whose pieces split off as grains.
 SPLIT_CONTRAST = 2.0
 BRIGHTNESS_CONTRAST = 6.0
