@@ -55,7 +55,7 @@ KEYS = [
 
 def volumes(quick: bool) -> dict[str, ebsdray.Volume]:
     """The held-out test volumes (ebsdray.experiments.volumes: seeds and textures in no training
-    split and not the tuning seeds 5101-5104), two 64 x 64 sections each, and the real map."""
+    split and not the tuning seeds 5101-5108), two 64 x 64 sections each, and the real map."""
     depth = 1 if quick else 2
     out = {
         f"synthetic ({TEST_VOLUMES[name]['seed']})": held_out_volume(name, depth)

@@ -89,7 +89,7 @@ def header(ctx: Ctx) -> list[str]:
         "- Test sets (units = volume x section x seed): "
         + ", ".join(f"{g} {n}" for g, n in units.items())
         + f". Volumes: {volumes}. None of them was used for training or tuning (the sampler "
-        "was tuned on seeds 5101/5102, the aggregation on 5101-5104).",
+        "was tuned on seeds 5101/5102, the aggregation on 5101-5108).",
         f"- K = {', '.join(map(str, ctx.ks))}: the largest is drawn, smaller K are prefixes of "
         f"the same samples (exactly what a run with that K gives). Sampler: {sampler}; seeds "
         f"{', '.join(map(str, plan.get('seeds', [0])))} unless a block says otherwise.",
