@@ -75,6 +75,10 @@ class Sizes:
     ray_budget: Budget
     train_steps: int
     train_batch: int
+    # model and sampler: the precisions timed. bf16 only where the CPU computes it natively: an
+    # emulated bf16 runs the network about 26x slower (AVX2), and its figures say nothing a user
+    # would run (``precision="auto"`` picks fp32 there). ``main`` sets it; ``--bf16`` forces it.
+    precisions: tuple[str, ...] = ("fp32", "bf16")
 
 
 FULL = Sizes(
@@ -172,10 +176,11 @@ def part_model(rep: Report, sz: Sizes, threads: int) -> None:
     peak = {
         p: bench_model.matmul_peak(dt, sz.seconds, sz.matmul_n)
         for p, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16))
+        if p in sz.precisions
     }
     channels_last = copy.deepcopy(net).to(memory_format=torch.channels_last)
     rates: dict[str, dict[int, float]] = {}
-    for prec in ("fp32", "bf16"):
+    for prec in sz.precisions:
         rates[prec] = {
             b: bench_model.evals_per_s(net, b, window, prec, sz.seconds) for b in sz.batches
         }
@@ -186,7 +191,7 @@ def part_model(rep: Report, sz: Sizes, threads: int) -> None:
     big = max(sz.batches)
     compiled: dict[str, Any] = {}
     if sz.compile:
-        for prec in ("fp32", "bf16"):
+        for prec in sz.precisions:
             try:
                 t0 = time.perf_counter()
                 rate = bench_model.evals_per_s(torch.compile(net), big, window, prec, sz.seconds)
@@ -210,18 +215,18 @@ def part_model(rep: Report, sz: Sizes, threads: int) -> None:
     for key, by_batch in rates.items():
         cells = [f"{by_batch[b]:.0f}" if b in by_batch else "-" for b in sz.batches]
         rows.append(f"| {key} | " + " | ".join(cells) + " |")
-    for key in ("fp32", "bf16"):
+    for key in sz.precisions:
         cells = [f"{share[key][b]:.0%}" for b in sz.batches]
         rows.append(f"| {key}: share of {key} matmul peak | " + " | ".join(cells) + " |")
     rep.tables.append("\n".join(rows))
     rep.add("model", "parameters (M)", rep.details["model"]["parameters"] / 1e6)
     rep.add("model", f"MFLOP per evaluation ({window} x {window})", flops / 1e6)
-    for prec in ("fp32", "bf16"):
+    for prec in sz.precisions:
         rep.add("model", f"{prec} matmul peak (GFLOP/s, {threads} threads)", peak[prec] / 1e9)
     for key, by_batch in rates.items():
         b = max(by_batch, key=by_batch.get)
         rep.add("model", f"{key} evaluations/s (best: batch {b})", by_batch[b])
-        if key in ("fp32", "bf16"):
+        if key in sz.precisions:
             rep.add("model", f"{key} share of {key} matmul peak (batch {b})", share[key][b])
     for key, err in compiled.items():
         if "error" in err:
@@ -281,7 +286,7 @@ def part_sampler(rep: Report, sz: Sizes, threads: int) -> None:
     warm_up = Budget(samples=1, sampler=dataclasses.replace(b.sampler, steps=1))  # each shape
     for size in (32, 64):
         section = observed_section(model, size)
-        for prec in ("fp32", "bf16"):
+        for prec in sz.precisions:
             network_share(model, section, warm_up, prec)
             r = out[f"{size} {prec}"] = network_share(model, section, b, prec)
             per_call = r["windows"] // r["network_calls"]
@@ -526,11 +531,20 @@ def main() -> None:
     p.add_argument("--only", action="append", choices=PARTS, help="run only this part")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, help="try torch.compile")
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        help="time bf16 beside fp32 (default: only where the CPU runs bf16 natively)",
+    )
     p.add_argument("--out", help="JSON path (default bench/results/<host>-<date>.json)")
     a = p.parse_args()
     sz = QUICK if a.quick else FULL
     if a.compile is not None:
         sz = dataclasses.replace(sz, compile=a.compile)
+    bf16 = cpu_has_native_bf16() if a.bf16 is None else a.bf16
+    sz = dataclasses.replace(sz, precisions=("fp32", "bf16") if bf16 else ("fp32",))
+    if not bf16:
+        print("[suite] bf16 not timed: this CPU emulates it (--bf16 times it anyway)")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M")
