@@ -337,6 +337,20 @@ def test_a_grain_only_the_samples_make_must_show_in_the_image():
         merge_unseen(ids, image[0], grid4)
 
 
+def test_a_wide_grain_of_low_contrast_stays_by_the_residual_it_saves():
+    """Contrast is a per-pixel test: a grain under it that the PL shows over many pixels saves
+    more squared residual standing apart than a strip does, and stays."""
+    ids, image = sliver_image(noise=0.013)  # the sliver about 5 residual scales off grain 2
+    grid4 = grid(ids.shape, 4)
+    np.testing.assert_array_equal(merge_unseen(ids, image, grid4), ids)  # 24 pixels: it stays
+    # contrast alone, as before the gain test: it joins grain 2
+    joined = np.where(ids == 3, 2, ids)
+    np.testing.assert_array_equal(merge_unseen(ids, image, grid4, gain=np.inf), joined)
+    # the same contrast over 6 pixels saves less than MERGE_GAIN: it joins
+    short = np.where((ids == 3) & (np.arange(24) >= 9)[:, None], 2, ids)
+    np.testing.assert_array_equal(merge_unseen(short, image, grid4), joined)
+
+
 def test_observed_borders_are_where_nearby_observations_disagree():
     ids, q = two_grains()  # the border between columns 7 and 8
     tilt = axis_angle_to_quaternion(np.array([1.0, 0.0, 0.0]), np.array(np.deg2rad(8.0)))
