@@ -51,7 +51,7 @@ def held_out_volume(name: str, sections: int = 1, size: int = 64) -> Volume:
 
 
 VALIDATION_SEEDS = (5101, 5102, 5103, 5104)  # the tuning volumes (module docstring)
-# Four more, added to choose split_by_image's brightness threshold (bench/split_thresholds.py),
+# Four more, added to choose split_by_image's brightness threshold (bench/grain_thresholds.py),
 # where the first four could not tell its candidates apart.
 MORE_VALIDATION_SEEDS = (5105, 5106, 5107, 5108)
 

@@ -1,21 +1,28 @@
-"""Choose the brightness threshold of ``split_by_image`` on validation volumes, by a fixed rule.
+"""Choose a threshold of the grain steps that read the PL on validation volumes, by a fixed rule.
 
-    .venv/bin/python bench/split_thresholds.py            # ~55 min on 2 CPU cores
-    .venv/bin/python bench/split_thresholds.py --quick    # one seed, one section, K = 2
+    .venv/bin/python bench/grain_thresholds.py                     # ~55 min on 2 CPU cores
+    .venv/bin/python bench/grain_thresholds.py --knob merge-gain   # the other threshold
+    .venv/bin/python bench/grain_thresholds.py --quick             # one seed, one section, K = 2
 
-A grain that only the PL shows splits off its grain when its posterior-mean PL is at least
-``brightness_contrast`` residual scales from its grain's at any brightness
-(:data:`ebsdray.aggregate.grains.BRIGHTNESS_CONTRAST`). Too low, and the softened steps a
-scratch leaves split off as grains; too high, and real low-contrast grains stay merged.
+Two thresholds, one per run (``--knob``):
+
+- ``brightness`` (:data:`ebsdray.aggregate.grains.BRIGHTNESS_CONTRAST`): a grain that only the PL
+  shows splits off its grain when its posterior-mean PL is at least this many residual scales
+  from its grain's at any brightness. Too low, and the softened steps a scratch leaves split
+  off as grains; too high, and real low-contrast grains stay merged.
+- ``merge-gain`` (:data:`ebsdray.aggregate.grains.MERGE_GAIN`): a grain no observation holds,
+  within ``CONTRAST`` of a touching observed grain in the PL, still stays when it saves this
+  much squared residual by standing apart. Too low, and the strips of a neighbour that the
+  samples cut off stay; too high (``inf``), and a wide grain of low contrast joins its neighbour.
 
 On the validation volumes only (seeds 5101-5108, 2 sections of 64 x 64 each; never the test
 volumes): K = 8 guided samples per section in fp32, EBSD on a grid, merged once per threshold
 (the samples are shared). Settings: clean 1/16 (PL noise 0.05), 1/16 under three scratches,
 1/16 at PL noise 0.2, clean 1/4. Prints the mean boundary Chamfer and disorientation per
-threshold beside Sobel on the observed PL and nearest upsampling of the observed EBSD, then the
-rule's choice (fixed before the first run): the least clean 1/16 Chamfer among the thresholds
-that are within 1% of the current one in every other setting; within 0.0005 of the current
-one's clean Chamfer counts as a tie, which the current one keeps. Writes nothing.
+value beside Sobel on the observed PL and nearest upsampling of the observed EBSD, then the
+rule's choice (fixed before the first run): the least clean 1/16 Chamfer among the values that
+are within 1% of the current one in every other setting; within 0.0005 of the current one's
+clean Chamfer counts as a tie, which the current one keeps. Writes nothing.
 """
 
 from __future__ import annotations
@@ -29,11 +36,14 @@ import numpy as np
 
 import ebsdray
 import ebsdray.aggregate
-from ebsdray.aggregate.grains import BRIGHTNESS_CONTRAST
+from ebsdray.aggregate.grains import BRIGHTNESS_CONTRAST, MERGE_GAIN
 from ebsdray.experiments.volumes import MORE_VALIDATION_SEEDS, VALIDATION_SEEDS, validation_volume
 from ebsdray.posterior import SamplerSpec, merge_section, sample_section, section_metrics
 
-THRESHOLDS = (3.0, 4.0, 5.0, 6.0, 8.0)
+KNOBS = {  # name: (the step's name in ebsdray.aggregate, its keyword, candidates, current)
+    "brightness": ("split_by_image", "brightness_contrast", (3, 4, 5, 6, 8), BRIGHTNESS_CONTRAST),
+    "merge-gain": ("merge_unseen", "gain", (200, 300, 500, 800, 1200, np.inf), MERGE_GAIN),
+}
 SETTINGS = {  # name: (EBSD fraction, observe's PL arguments)
     "clean 1/16": (1 / 16, {"pl_noise": 0.05}),
     "3 scratches 1/16": (1 / 16, {"pl_noise": 0.05, "corruptions": {"scratches": {"n": 3}}}),
@@ -46,14 +56,15 @@ TIE = 0.0005
 
 
 @contextlib.contextmanager
-def brightness_threshold(value: float) -> Iterator[None]:
-    """Merge with ``split_by_image(..., brightness_contrast=value)`` inside the block."""
-    original = ebsdray.aggregate.split_by_image
-    ebsdray.aggregate.split_by_image = functools.partial(original, brightness_contrast=value)
+def knob_set_to(knob: str, value: float) -> Iterator[None]:
+    """Merge with the step of ``knob`` given ``value`` for its threshold inside the block."""
+    step, keyword = KNOBS[knob][:2]
+    original = getattr(ebsdray.aggregate, step)
+    setattr(ebsdray.aggregate, step, functools.partial(original, **{keyword: value}))
     try:
         yield
     finally:
-        ebsdray.aggregate.split_by_image = original
+        setattr(ebsdray.aggregate, step, original)
 
 
 def choose(chamfer: dict[str, dict[float, float]], current: float) -> float:
@@ -69,11 +80,13 @@ def choose(chamfer: dict[str, dict[float, float]], current: float) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--knob", choices=sorted(KNOBS), default="brightness")
     parser.add_argument("--quick", action="store_true", help="seed 5105, one section, K = 2")
     args = parser.parse_args()
+    *_, candidates, current = KNOBS[args.knob]
     seeds = [5105] if args.quick else [*VALIDATION_SEEDS, *MORE_VALIDATION_SEEDS]
     sections, k = (1, 2) if args.quick else (2, 8)
-    thresholds = sorted({*THRESHOLDS, BRIGHTNESS_CONTRAST})
+    values = sorted({*candidates, current})
     model = ebsdray.load_model("multimodal")
     rows: dict[tuple[str, float], list[tuple[float, float, float, float]]] = {}
     for name, (fraction, pl) in SETTINGS.items():
@@ -84,8 +97,8 @@ def main() -> None:
             for z in range(sections):
                 section = observed.section(z, model.codec)
                 x, _ = sample_section(model, section, SamplerSpec(), 0, range(k), precision="fp32")
-                for t in thresholds:
-                    with brightness_threshold(t):
+                for t in values:
+                    with knob_set_to(args.knob, t):
                         r = merge_section(section, x, model.codec, model.variant)
                     m = section_metrics(r, section, model.codec)
                     rows.setdefault((name, t), []).append(
@@ -93,7 +106,7 @@ def main() -> None:
                          m["nearest_disorientation_mean_deg"])
                     )  # fmt: skip
             print(f"{name}, seed {seed}: done", flush=True)
-    print("\n| setting | brightness threshold | Chamfer | Sobel on PL | disorientation (deg) "
+    print(f"\n| setting | {args.knob} | Chamfer | Sobel on PL | disorientation (deg) "
           "| nearest (deg) |")  # fmt: skip
     print("|---|---|---|---|---|---|")
     chamfer: dict[str, dict[float, float]] = {}
@@ -101,8 +114,7 @@ def main() -> None:
         c, sobel, d, nearest = np.mean(v, axis=0)
         chamfer.setdefault(name, {})[t] = float(c)
         print(f"| {name} | {t:g} | {c:.4f} | {sobel:.3f} | {d:.3f} | {nearest:.2f} |")
-    print(f"\nThe rule's choice: {choose(chamfer, BRIGHTNESS_CONTRAST):g} "
-          f"(current {BRIGHTNESS_CONTRAST:g})")  # fmt: skip
+    print(f"\nThe rule's choice: {choose(chamfer, current):g} (current {current:g})")
 
 
 if __name__ == "__main__":
