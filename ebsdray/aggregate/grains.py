@@ -56,7 +56,7 @@ _AROUND = ((-1, 0), (1, 0), (0, -1), (0, 1))  # the 4 face neighbours
 # pixels at a contrast under CONTRAST is still there. Chosen among 200, 300, 500, 800, 1200 and
 # none on seeds 5101-5108 by the rule that chose BRIGHTNESS_CONTRAST: 300 gave a clean 1/16
 # Chamfer of 0.1153 against 0.1174 without it (scratches 0.740 against 0.743, PL noise 0.2:
-# 0.316 against 0.326, clean 1/4: 0.0619 both); 200 joined too few strips (clean 1/4 0.0629).
+# 0.316 against 0.326, clean 1/4: 0.0619 both); at 200 strips of neighbours stayed (1/4 0.0629).
 CONTRAST = 8.0
 MERGE_GAIN = 300.0
 # A grain that only the PL shows (:func:`split_by_image`) must differ from every mix of its grain
