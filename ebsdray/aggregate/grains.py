@@ -672,6 +672,9 @@ def split_by_image(
     proposed = refine_borders(proposed, img, fixed=keep | ~np.isin(lab, parent))
     fit = _ImageFit.of(proposed, img)
     out = proposed.copy()
+    target = np.arange(start + parent.size)
+    target[start:] = parent
+    gains = _saved(proposed, img, fit.mean, target, scale)
     ones = np.where(proposed >= start, proposed - start + 1, 0)
     for k, box in enumerate(ndimage.find_objects(ones, max_label=parent.size)):
         if box is None:  # refined away
@@ -679,14 +682,11 @@ def split_by_image(
         box = tuple(slice(max(b.start - 1, 0), b.stop + 1) for b in box)  # with its ring
         here, g = proposed[box], parent[k]
         inside = here == start + k
-        values = img[(slice(None), *box)][:, inside]
-        saved = (values - fit.mean[g][:, None]) ** 2 - (values - fit.mean[start + k][:, None]) ** 2
-        pairs = (inside[:-1] != inside[1:]).sum() + (inside[:, :-1] != inside[:, 1:]).sum()
         value, own = fit.mean[start + k], fit.mean[g]
         distinct = _unmixed(value, own, fit.mean[_touching(here, inside)]) >= contrast * root
         if black is not None:
             distinct &= _unmixed(value, own, black, -1.0) >= brightness_contrast * root
-        if not (distinct and saved.sum() / scale - pairs >= gain):
+        if not (distinct and gains[start + k] >= gain):
             out[box][inside] = g
     # renumber the kept new grains start, start + 1, ... so callers can extend per-grain arrays
     new = np.unique(out[out >= start])
@@ -744,25 +744,27 @@ def merge_unseen(
     target = np.arange(n)
     target[la[join]] = lb[join]
     # a grain the PL shows over many pixels stays, however low its contrast
-    stays = la[join][_saved(lab, img, fit, target)[la[join]] >= gain]
+    stays = la[join][_saved(lab, img, fit.mean, target, fit.scale)[la[join]] >= gain]
     target[stays] = stays
     return target[lab].astype(lab.dtype)
 
 
-def _saved(lab: np.ndarray, img: np.ndarray, fit: _ImageFit, target: np.ndarray) -> np.ndarray:
-    """(N,) per label: the squared residual (in units of the residual scale) that the grain saves
-    by standing apart from the grain ``target`` (N,) joins it to, less one per border pair of it
-    (the gain of :func:`split_by_image`); 0 less its border pairs for a grain not joined."""
+def _saved(
+    lab: np.ndarray, img: np.ndarray, mean: np.ndarray, target: np.ndarray, scale: float
+) -> np.ndarray:
+    """(N,) per label: the squared residual of ``img`` (C, H, W), in units of ``scale``, that the
+    grain saves by standing apart from the grain ``target`` (N,) would join it to (``mean``
+    (N, C) the grains' values), less one per border pair of it; 0 less its border pairs for a
+    grain ``target`` leaves alone."""
     moved = target[lab] != lab
     own = lab[moved]
     values = img[:, moved]
-    there = ((values - fit.mean[target[own]].T) ** 2).sum(axis=0)
-    here = ((values - fit.mean[own].T) ** 2).sum(axis=0)
+    there = ((values - mean[target[own]].T) ** 2).sum(axis=0)
+    here = ((values - mean[own].T) ** 2).sum(axis=0)
     n = target.size
-    saved = np.bincount(own, there - here, minlength=n) / fit.scale
+    saved = np.bincount(own, there - here, minlength=n) / scale
     la, lb = _touching_pairs(lab)
-    pairs = np.bincount(la[la != lb], minlength=n)
-    return saved - pairs
+    return saved - np.bincount(la[la != lb], minlength=n)
 
 
 def _touching(labels: np.ndarray, inside: np.ndarray) -> np.ndarray:
