@@ -16,9 +16,10 @@ generous: a pixel of two grains 2 noise levels apart is still misread one time i
 to place the blind pixels:
 
 - ``coin``: a coin flip.
-- ``line``: the side of a straight line through the midpoints of the pairs of neighbouring grid
-  observations of A and B (a section through Laguerre cells has straight borders, one per pair
-  of grains), a coin flip for a pixel the line passes through.
+- ``line``: the likelier side of a straight border between the observations of A and B (a
+  section through Laguerre cells has one straight border per pair of grains), over all straight
+  lines that separate them (uniform prior on angle and offset; :func:`own_side_probability`),
+  a coin flip at even odds: the best an observer who knows the border is straight can do.
 
 It prints, per section, the boundary Chamfer of full EBSD (the merged truth) and of both
 observers (mean over ``--draws`` coin draws), and their ratios. Nothing is sampled; the
@@ -91,20 +92,23 @@ def blind_pixels(
     return out
 
 
-def border_line(ids: np.ndarray, observed: np.ndarray, a: int, b: int, step: int):
-    """(normal, centre) of the total-least-squares line through the midpoints of grid-neighbour
-    observations of true grains a and b (ids: (H, W)), the normal pointing to a; None if fewer
-    than 2 midpoints. Two Laguerre cells share one flat face: their border is one segment."""
-    ya, xa = np.nonzero(observed & (ids == a))
-    yb, xb = np.nonzero(observed & (ids == b))
-    pa, pb = np.c_[ya, xa].astype(float), np.c_[yb, xb].astype(float)
-    near = np.argwhere(((pa[:, None] - pb[None]) ** 2).sum(-1) <= step**2)
-    if len(near) < 2:
-        return None
-    mid = (pa[near[:, 0]] + pb[near[:, 1]]) / 2
-    centre = mid.mean(axis=0)
-    normal = np.linalg.svd(mid - centre)[2][-1]
-    return (normal if (pa.mean(0) - pb.mean(0)) @ normal > 0 else -normal), centre
+def own_side_probability(own: np.ndarray, other: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """(X,) probability that each pixel (X, 2) lies on the side of ``own`` (M, 2) observations,
+    over the straight lines that separate them from the ``other`` (N, 2) observations, under a
+    uniform prior on the line's angle and offset: the best any observer can do who knows only
+    that the border is straight. NaN where no line separates them.
+
+    For a unit normal n at each of 3600 angles, the separating offsets c (n.own > c > n.other)
+    form the interval (max n.other, min n.own); the pixel is on own's side for the part of it
+    below n.pixel.
+    """
+    angle = (np.arange(3600) + 0.5) * (2 * np.pi / 3600)
+    normal = np.stack([np.cos(angle), np.sin(angle)])  # (2, T)
+    low, high = (other @ normal).max(axis=0), (own @ normal).min(axis=0)
+    width = np.clip(high - low, 0, None)
+    if not width.any():
+        return np.full(len(pixels), np.nan)
+    return np.clip(pixels @ normal - low, 0, width).sum(axis=1) / width.sum()
 
 
 def observer_chamfers(section, tolerance_deg: float, snr: float, draws: int, rng) -> dict:
@@ -114,30 +118,29 @@ def observer_chamfers(section, tolerance_deg: float, snr: float, draws: int, rng
     true_b = grain_boundaries(ids)
     grains = merged_grains(ids, q, tolerance_deg)
     observed = section.observation.mask[:EBSD_CHANNELS].all(0).numpy()
-    step = round(1 / np.sqrt(observed.mean()))
     noise = float(section.observation.sigma[EBSD_CHANNELS:].mean())
     blind = blind_pixels(grains, observed, section.clean[EBSD_CHANNELS:].numpy(), noise, snr)
     merged = dict(zip(ids.ravel().tolist(), grains.ravel().tolist(), strict=True))
-    lines = {}
-    side = []  # +1: the line puts the pixel in its own grain, -1: in the other, 0: on the line
-    for i, j, other in blind:
-        # the line between the true grains of the pixel's observed neighbours in either grain
+    by_border: dict[tuple[int, int], list[int]] = {}
+    for k, (i, j, other) in enumerate(blind):
+        # the border between the true grains of the pixel's observed neighbours in either grain
         window = np.s_[max(i - 1, 0) : i + 2, max(j - 1, 0) : j + 2]
         seen = sorted(set(ids[window][observed[window]].tolist()), key=lambda t: t != ids[i, j])
         key = tuple(next(t for t in seen if merged[t] == g) for g in (grains[i, j], other))
-        if key not in lines:
-            lines[key] = border_line(ids, observed, *key, step)
-        line = lines[key]
-        side.append(
-            0 if line is None else np.sign(np.round((np.array([i, j]) - line[1]) @ line[0], 9))
+        by_border.setdefault(key, []).append(k)
+    own_side = np.full(len(blind), 0.5)
+    for (a, b), ks in by_border.items():
+        pixels = np.array([blind[k][:2] for k in ks], float)
+        p = own_side_probability(
+            np.argwhere(observed & (ids == a)), np.argwhere(observed & (ids == b)), pixels
         )
-    side = np.array(side)
+        own_side[ks] = np.nan_to_num(p, nan=0.5)
     out = {"full": chamfer(grain_boundaries(grains), true_b)["bidirectional"], "blind": len(blind)}
     for name in ("coin", "line"):
         scores = []
         for _ in range(draws):
             flip = rng.random(len(blind)) < 0.5
-            lose = flip if name == "coin" else (side < 0) | ((side == 0) & flip)
+            lose = flip if name == "coin" else (own_side < 0.5) | ((own_side == 0.5) & flip)
             guess = grains.copy()
             for (i, j, other), lost in zip(blind, lose, strict=True):
                 guess[i, j] = other if lost else guess[i, j]
