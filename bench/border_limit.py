@@ -1,6 +1,6 @@
 """How close can EBSD 1/4 come to full EBSD in boundary Chamfer? An observer's bound.
 
-    .venv/bin/python bench/border_limit.py                   # test volumes 7101, 7102 (~1 min)
+    .venv/bin/python bench/border_limit.py                   # test volumes 7101, 7102 (10 s)
     .venv/bin/python bench/border_limit.py --volumes validation
 
 The issue's target "1/4 within 1.15x of full EBSD" asks a 1/4 grid (every other pixel in both
