@@ -1,6 +1,6 @@
 """Choose a threshold of the grain steps that read the PL on validation volumes, by a fixed rule.
 
-    .venv/bin/python bench/grain_thresholds.py                     # ~55 min on 2 CPU cores
+    .venv/bin/python bench/grain_thresholds.py                     # ~75 min on 2 CPU cores
     .venv/bin/python bench/grain_thresholds.py --knob merge-gain   # the other threshold
     .venv/bin/python bench/grain_thresholds.py --quick             # one seed, one section, K = 2
 
@@ -106,6 +106,9 @@ def main() -> None:
                          m["nearest_disorientation_mean_deg"])
                     )  # fmt: skip
             print(f"{name}, seed {seed}: done", flush=True)
+        for t in values:  # each setting's means as soon as it is done: a long run can be cut
+            c, sobel = np.mean([r[:2] for r in rows[name, t]], axis=0)
+            print(f"  {name}, {args.knob} {t:g}: Chamfer {c:.4f} (Sobel {sobel:.3f})", flush=True)
     print(f"\n| setting | {args.knob} | Chamfer | Sobel on PL | disorientation (deg) "
           "| nearest (deg) |")  # fmt: skip
     print("|---|---|---|---|---|---|")
