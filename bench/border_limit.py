@@ -32,14 +32,11 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 import ebsdray
 from ebsdray.aggregate.boundaries import DEFAULT_THRESHOLD_DEG
-from ebsdray.aggregate.grains import fill_between_observations
+from ebsdray.aggregate.grains import fill_between_observations, merge_agreeing
 from ebsdray.conventions import EBSD_CHANNELS
-from ebsdray.data.symmetry import disorientation_deg
 from ebsdray.experiments.volumes import (
     MORE_VALIDATION_SEEDS,
     TEST_VOLUMES,
@@ -59,17 +56,10 @@ def merged_grains(
     """(H, W) labels (1, 2, ...; 0 means unindexed to the metrics) of the grains full EBSD sees:
     touching true grains (H, W) whose orientations (H, W, 4; one per grain) differ by less than
     the tolerance are one grain."""
-    ids = np.unique(grain_ids, return_inverse=True)[1].reshape(grain_ids.shape)
-    a = np.concatenate([ids[1:].ravel(), ids[:, 1:].ravel()])
-    b = np.concatenate([ids[:-1].ravel(), ids[:, :-1].ravel()])
-    pairs = np.unique(np.stack([a, b], 1)[a != b], axis=0)
+    ids = np.unique(grain_ids, return_inverse=True)[1].reshape(grain_ids.shape) + 1
     q = np.zeros((ids.max() + 1, 4))
     q[ids.ravel()] = quaternions.reshape(-1, 4)
-    d = np.asarray(disorientation_deg(q[pairs[:, 0]], q[pairs[:, 1]]))
-    join = pairs[d < tolerance_deg]
-    n = ids.max() + 1
-    graph = coo_matrix((np.ones(len(join)), (join[:, 0], join[:, 1])), shape=(n, n))
-    return connected_components(graph, directed=False)[1][ids] + 1
+    return merge_agreeing(ids, q, tolerance_deg, max_size=ids.size)  # grains of any size
 
 
 def between_pixels(grains: np.ndarray, observed: np.ndarray) -> list[tuple[int, int, int]]:
