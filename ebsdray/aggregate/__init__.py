@@ -60,6 +60,7 @@ from ebsdray.aggregate.boundaries import (
 )
 from ebsdray.aggregate.ebsd import MeanKind, decode_samples, mean_orientation, super_resolve
 from ebsdray.aggregate.grains import (
+    between_grains,
     fill_between_observations,
     grain_means,
     merge_unseen,
@@ -193,8 +194,9 @@ def aggregate(
     ----------
     samples : (K, C, H, W) channels, ``[ebsd(3) | pl(C_PL)]`` for the multimodal model.
     codec : the model's channel codec.
-    observed : optional (C, H, W) observation in the same channel layout (only its EBSD channels
-        are used: they feed the alignment MLP and the grain orientations).
+    observed : optional (C, H, W) observation in the same channel layout: its EBSD channels feed
+        the alignment MLP and the grain orientations; its PL channels (where ``mask`` has them)
+        place a grain border between observations of two grains.
     mask : optional (H, W) or (C, H, W) bool observation mask; an EBSD pixel counts as observed
         when its 3 EBSD channels are.
     variant : ``"multimodal"``, ``"ebsd"`` or ``"pl"``; inferred from C when None.
@@ -220,6 +222,7 @@ def aggregate(
     dict of the outputs listed in the module docstring, those the samples' modalities give.
     """
     x, layout = _checked(samples, codec, variant)
+    _check_observation(observed, mask, x.shape[1:])
     check_grain_tolerance(grain_tolerance_deg)
     out: dict[str, Any] = {"variant": layout.variant, "n_samples": x.shape[0]}
     uncertainty: dict[str, np.ndarray] = {}
@@ -239,13 +242,14 @@ def aggregate(
         out.update(pl_denoised=den["channels"], pl_intensities=den["intensities"])
         uncertainty["pl_std"] = den["std_rms"]
     if layout.has_ebsd:
+        y = None if observed is None else as_numpy(observed, np.float64)
         e = _ebsd_outputs(
             x[:, layout.ebsd],
             codec,
-            None if observed is None else as_numpy(observed, np.float64)[layout.ebsd],
+            None if y is None else y[layout.ebsd],
             m,
             filtered.get("weighted"),
-            out.get("pl_denoised"),
+            _measured_pl(y, mask, layout, out.get("pl_denoised")),
             dict(method=ebsd_mean, align=align, alignment=alignment, seed=seed),
             grain_tolerance_deg,
             min_grain_size,
@@ -298,6 +302,42 @@ def _checked(
     return x, layout
 
 
+def _check_observation(observed: Any, mask: Any, shape: tuple[int, int, int]) -> None:
+    """A ValueError naming the problem unless ``observed`` is (C, H, W) and ``mask`` (H, W) or
+    (C, H, W) as the samples' ``shape`` (C, H, W)."""
+    h, w = shape[1:]
+    if observed is not None and tuple(np.shape(observed)) != shape:
+        raise ValueError(
+            f"observed must be (C, H, W) = {shape} like the samples; got {tuple(np.shape(observed))}"
+        )
+    if mask is not None and tuple(np.shape(mask)) not in ((h, w), shape):
+        raise ValueError(
+            f"mask must be (H, W) = {(h, w)} or (C, H, W) = {shape} like the samples; "
+            f"got {tuple(np.shape(mask))}"
+        )
+
+
+def _measured_pl(
+    observed: np.ndarray | None, mask: Any, layout: ChannelLayout, pl_mean: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """The posterior-mean PL (C_PL, H, W) and the measured one (the observation's PL channels
+    where the mask has them, the posterior mean elsewhere; None without an observation and its
+    mask); None when the samples have no PL."""
+    if pl_mean is None:
+        return None
+    if observed is None or mask is None:
+        return pl_mean, None
+    m = as_numpy(mask, bool)
+    seen = m[layout.pl].all(axis=0) if m.ndim == 3 else m
+    measured = observed[layout.pl]
+    if not np.isfinite(measured[:, seen]).all():
+        raise ValueError(
+            "the observation's PL has NaN or inf at pixels the mask marks observed; "
+            "mark them unobserved in the mask"
+        )
+    return pl_mean, np.where(seen, measured, pl_mean)
+
+
 def _medoid_maps(
     x: np.ndarray, codec: ChannelCodec, for_boundaries: bool, for_grains: bool
 ) -> dict[str, np.ndarray]:
@@ -318,7 +358,7 @@ def _ebsd_outputs(
     observed: np.ndarray | None,
     m: np.ndarray | None,
     filtered: np.ndarray | None,
-    pl_mean: np.ndarray | None,
+    pl: tuple[np.ndarray, np.ndarray | None] | None,
     mean_options: dict[str, Any],
     tolerance_deg: float,
     min_size: int,
@@ -334,7 +374,7 @@ def _ebsd_outputs(
     if filtered is not None:
         q_obs = None if observed is None else codec.decode_ebsd(np.moveaxis(observed, 0, -1))
         dark = codec.encode_pl(np.zeros(len(codec.stage_angles_deg)))  # the PL of no light
-        g = _grains(filtered, q, q_obs, m, pl_mean, dark, tolerance_deg, min_size)
+        g = _grains(filtered, q, q_obs, m, pl, dark, tolerance_deg, min_size)
         q, out["grain_labels"] = g["quaternions"], g["labels"]
         if support is not None:
             # The grains' borders, as the ground truth defines a border pixel, without the
@@ -355,7 +395,7 @@ def _grains(
     q_mean: np.ndarray,
     q_obs: np.ndarray | None,
     m: np.ndarray | None,
-    pl_mean: np.ndarray | None,
+    pl: tuple[np.ndarray, np.ndarray | None] | None,
     dark: np.ndarray,
     tolerance_deg: float,
     min_size: int,
@@ -378,10 +418,19 @@ def _grains(
         # a pixel between two observations of one grain is that grain, whatever the PL says
         labels, between = fill_between_observations(labels, m)
         fixed = m | between
-    if pl_mean is not None:
+    if pl is not None:
+        pl_mean, measured = pl
         # The observations place a border only to within their spacing; the PL sees it
         # wherever the c-axes differ, and it sees the grains that no observation reached.
         labels = refine_borders(labels, pl_mean, fixed=fixed)
+        if measured is not None and m is not None:
+            # Between observations of two grains the samples' PL leans toward the samples' own
+            # border, and a step of a few noise levels in the measurement does not pull it back
+            # (validation, 1/4 grid, pairs 2-5 noise levels apart: the posterior mean is on the
+            # wrong side at 120 of 1498 such pixels, the measurement at 81). There the measured
+            # PL decides: boundary Chamfer 0.0619 -> 0.0598 on 16 validation sections.
+            free = between_grains(labels, m) & ~fixed
+            labels = refine_borders(labels, measured, fixed=~free)
         unsplit, new = labels, int(labels.max()) + 1
         # new grains are numbered new, new + 1, ...
         labels = split_by_image(unsplit, pl_mean, fixed=fixed, dark=dark)

@@ -16,7 +16,9 @@
    (:func:`fill_between_observations`), and keeps it. Borders between grains of different
    c-axes move to where the posterior-mean PL puts them (:func:`refine_borders`): between
    observations the samples place a border only to within the observation spacing, the PL to
-   the pixel.
+   the pixel. A pixel between observations of two grains (:func:`between_grains`) then takes
+   the side the observed PL puts it on: the samples' PL leans toward their own border, which
+   a low-contrast step in the measurement does not overrule.
 6. Unobserved parts of a grain that the PL shows to be another grain become grains of their own
    (:func:`split_by_image`): a grain no observation reached is merged by the samples into a
    neighbour, and moving borders cannot bring it back.
@@ -512,6 +514,31 @@ def fill_between_observations(labels: np.ndarray, observed: Any) -> tuple[np.nda
         grain = np.where(pair & (grain < 0), a, grain)
     placed = (grain >= 0) & ~corner & ~obs
     return np.where(placed, grain, lab).astype(lab.dtype), placed
+
+
+def between_grains(labels: np.ndarray, observed: Any) -> np.ndarray:
+    """The unobserved pixels that have observations of two or more grains among their 8
+    neighbours: on a 1/4 grid, the pixels a border between observations of two grains can run
+    through; on a 1/16 grid, none (no pixel has two observations among its neighbours).
+
+    Parameters
+    ----------
+    labels : (H, W) int grain labels (observed pixels carry their grain's).
+    observed : (H, W) bool, the observed pixels.
+
+    Returns
+    -------
+    (H, W) bool.
+    """
+    lab = np.asarray(labels).astype(np.int64)
+    obs = as_numpy(observed, bool)
+    h, w = lab.shape
+    seen = np.pad(np.where(obs, lab, -1), 1, constant_values=-1)
+    around = np.stack([seen[i : i + h, j : j + w] for i in range(3) for j in range(3)])
+    some = around >= 0
+    big = np.where(some, around, -1).max(axis=0)
+    small = np.where(some, around, np.iinfo(np.int64).max).min(axis=0)
+    return ~obs & some.any(axis=0) & (big != small)
 
 
 def refine_borders(

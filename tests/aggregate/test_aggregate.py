@@ -100,6 +100,11 @@ def test_bad_inputs_are_refused(codec, section, make_samples):
         aggregate(bad, codec)
     with pytest.raises(ValueError, match="channels"):
         aggregate(x, codec, variant="pl")
+    y, mask = section.channels, np.ones(section.grain_ids.shape, bool)
+    with pytest.raises(ValueError, match=r"observed must be \(C, H, W\) = \(8, 64, 64\)"):
+        aggregate(x, codec, observed=y[:7], mask=mask)
+    with pytest.raises(ValueError, match=r"mask must be \(H, W\) = \(64, 64\) or"):
+        aggregate(x, codec, observed=y, mask=mask[:32])
     # A codec with 3 PL channels makes 3 channels ambiguous: the caller must say.
     three = ChannelCodec(
         **{

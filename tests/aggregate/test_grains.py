@@ -10,6 +10,7 @@ import pytest
 
 from ebsdray.aggregate import aggregate
 from ebsdray.aggregate.grains import (
+    between_grains,
     fill_between_observations,
     grain_consistent,
     grain_means,
@@ -235,6 +236,45 @@ def test_observations_on_both_sides_outrank_the_image(codec, make_samples):
     assert np.unique(labels[:, :7]).size == 1 and np.unique(labels[:, 8:]).size == 1
     assert labels[0, 0] != labels[0, 8]
     assert np.all(disorientation_deg(out["ebsd_quaternions"][:, :7], q[0, 0]) < 1.0)
+
+
+def test_between_grains_is_where_observations_of_two_grains_meet():
+    """On a 1/4 grid the pixels between observations of two grains are the column the border can
+    run through; on a 1/16 grid no pixel has two observations among its neighbours."""
+    labels = np.ones((16, 16), np.int32)
+    labels[:, 8:] = 2  # observed columns 6 (grain 1) and 8 (grain 2): column 7 is between
+    expected = np.zeros(labels.shape, bool)
+    expected[:, 7] = True
+    np.testing.assert_array_equal(between_grains(labels, grid(labels.shape, 2)), expected)
+    assert not between_grains(labels, grid(labels.shape, 4)).any()
+    assert not between_grains(labels, np.zeros(labels.shape, bool)).any()
+
+
+def test_the_measured_pl_places_a_border_between_observations_of_two_grains(codec, make_samples):
+    """Where all samples put the column between the last observations of the left grain and the
+    first of the right one in the left grain, the measured PL, which shows it right, wins; the
+    pixels the observations already place do not move."""
+    ids, q = two_grains(17, 17, tilt=True)
+    ids[:, 8] = 1  # the border between columns 8 and 9: column 9 lies between observed 8 and 10
+    q = np.where((ids == 1)[..., None], q[0, 0], q[0, -1])
+    section = SimpleNamespace(grain_ids=ids, quaternions=q, channels=codec.encode_section(q))
+    x = make_samples(section, codec, 8, rotation_deg=1.0, pl_noise=0.05)
+    x[:, :, :, 9] = x[:, :, :, 8]  # the samples, EBSD and PL, say the left grain
+    y = section.channels.copy()
+    y[3:] += np.random.default_rng(1).normal(0, 0.05, y[3:].shape)  # the measured PL's noise
+    mask = np.ones(y.shape, bool)  # PL everywhere, EBSD on a 1/4 grid
+    mask[:3] = grid(ids.shape, 2)
+    labels = aggregate(x, codec, observed=y, mask=mask, align=False)["grain_labels"]
+    assert np.unique(labels[:, :9]).size == 1 and np.unique(labels[:, 9:]).size == 1
+    assert labels[0, 0] != labels[0, 9]
+    # without a measured PL the samples' border stays where they put it
+    mask[3:] = False
+    labels = aggregate(x, codec, observed=y, mask=mask, align=False)["grain_labels"]
+    assert np.all(labels[:, 9] == labels[0, 0])
+    mask[3:] = True
+    y[3, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="PL has NaN or inf at pixels the mask marks observed"):
+        aggregate(x, codec, observed=y, mask=mask, align=False)
 
 
 SLIVER_VALUES = np.array(  # the image of grains 1, 2, 3 of sliver_image (row 0 unused)
