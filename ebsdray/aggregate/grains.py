@@ -458,12 +458,8 @@ def observed_borders(
     if not obs.any():
         return np.zeros(lab.shape, bool)
     grain_q, has = grain_means(lab, as_numpy(q_observed, np.float64), obs)
-    h, w = lab.shape
-    seen = np.pad(np.where(obs, lab, -1), 1, constant_values=-1)
-    near = np.zeros(lab.shape, bool)  # an observation of the pixel's own grain in its 3 x 3
-    for i in range(3):
-        for j in range(3):
-            near |= seen[i : i + h, j : j + w] == lab
+    # an observation of the pixel's own grain in its 3 x 3
+    near = (_observed_around(lab, obs) == lab).any(axis=(0, 1))
     flat, near = lab.ravel(), near.ravel()
 
     def disagree(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -472,6 +468,14 @@ def observed_borders(
         return out
 
     return borders_where(lab, disagree)
+
+
+def _observed_around(labels: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """(3, 3, H, W) int64: at [1 + di, 1 + dj] the label of each pixel's neighbour (di, dj) where
+    that neighbour is observed, -1 where it is not or lies outside (labels are non-negative)."""
+    h, w = labels.shape
+    seen = np.pad(np.where(observed, labels.astype(np.int64), -1), 1, constant_values=-1)
+    return np.stack([[seen[i : i + h, j : j + w] for j in range(3)] for i in range(3)])
 
 
 # Opposite neighbours in a pixel's 3 x 3: a pixel between two of them lies on the segment that
@@ -504,13 +508,11 @@ def fill_between_observations(labels: np.ndarray, observed: Any) -> tuple[np.nda
     """
     lab = np.asarray(labels)
     obs = as_numpy(observed, bool)
-    h, w = lab.shape
-    seen = np.pad(np.where(obs, lab.astype(np.int64), -1), 1, constant_values=-1)
+    around = _observed_around(lab, obs)
     grain = np.full(lab.shape, -1, np.int64)
     corner = np.zeros(lab.shape, bool)
     for (i0, j0), (i1, j1) in _OPPOSITE:
-        a = seen[1 + i0 : 1 + i0 + h, 1 + j0 : 1 + j0 + w]
-        b = seen[1 + i1 : 1 + i1 + h, 1 + j1 : 1 + j1 + w]
+        a, b = around[1 + i0, 1 + j0], around[1 + i1, 1 + j1]
         pair = (a == b) & (a >= 0)
         corner |= pair & (grain >= 0) & (grain != a)
         grain = np.where(pair & (grain < 0), a, grain)
@@ -525,22 +527,18 @@ def between_grains(labels: np.ndarray, observed: Any) -> np.ndarray:
 
     Parameters
     ----------
-    labels : (H, W) int grain labels (observed pixels carry their grain's).
+    labels : (H, W) non-negative int grain labels (observed pixels carry their grain's).
     observed : (H, W) bool, the observed pixels.
 
     Returns
     -------
     (H, W) bool.
     """
-    lab = np.asarray(labels).astype(np.int64)
     obs = as_numpy(observed, bool)
-    h, w = lab.shape
-    seen = np.pad(np.where(obs, lab, -1), 1, constant_values=-1)
-    around = np.stack([seen[i : i + h, j : j + w] for i in range(3) for j in range(3)])
-    some = around >= 0
-    big = np.where(some, around, -1).max(axis=0)
-    small = np.where(some, around, np.iinfo(np.int64).max).min(axis=0)
-    return ~obs & some.any(axis=0) & (big != small)
+    around = _observed_around(np.asarray(labels), obs).reshape(9, *obs.shape)
+    big = around.max(axis=0)  # -1 where no neighbour is observed
+    small = np.where(around >= 0, around, big).min(axis=0)
+    return ~obs & (small != big)
 
 
 def refine_borders(
