@@ -26,6 +26,7 @@ from ebsdray.aggregate import aggregate
 from ebsdray.aggregate.baselines import ebsd_baselines, sobel_baseline
 from ebsdray.aggregate.boundaries import DEFAULT_THRESHOLD_DEG, edge_maps
 from ebsdray.conventions import EBSD_CHANNELS, ChannelLayout
+from ebsdray.data._arrays import as_numpy
 from ebsdray.data.codec import ChannelCodec
 from ebsdray.diffusion.pretrained import DiffusionModel
 from ebsdray.inverse._common import SIGMA_FLOOR, plan_levels
@@ -363,7 +364,7 @@ def convergence_sums(samples: Any, variant: str) -> np.ndarray:
     (S, H, W) float64 with S = 1 (edge map, if PL) + 3 (EBSD channels, if EBSD); summable over
     requests, so a section's running means need no samples in the driver.
     """
-    x = torch.as_tensor(samples).double().numpy()
+    x = as_numpy(samples, np.float64)
     # Without the codec C_PL is unknown, but the PL channels are all those from where they start.
     layout = ChannelLayout(variant, pl_channels=0)
     parts = []
@@ -404,7 +405,6 @@ def merge_section(
     Needs the model's codec and variant only, not its network: it runs in aggregation tasks.
     """
     obs = section.observation.for_variant(variant)
-    samples = torch.as_tensor(samples).float()
     out = aggregate(
         samples, codec, observed=obs.y, mask=obs.mask, variant=variant, seed=seed,
         grain_tolerance_deg=grain_tolerance_deg,
@@ -420,7 +420,7 @@ def merge_section(
         ebsd_quaternions=f32(out.get("ebsd_quaternions")),
         pl_denoised=f32(out.get("pl_denoised")),
         uncertainty={k: f32(v) for k, v in out.get("uncertainty", {}).items()},
-        samples=samples.numpy() if keep_samples else None,
+        samples=as_numpy(samples, np.float32) if keep_samples else None,
         info=dict(info or {}),
     )
 

@@ -1,5 +1,7 @@
 """The Python API end to end with a tiny trained model: observe -> reconstruct -> evaluate."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -185,6 +187,22 @@ def test_the_grain_tolerance_is_the_merges(result, models):
                                grain_tolerance_deg=2.0)  # fmt: skip
         np.testing.assert_array_equal(s.boundary, merged.boundary)
         np.testing.assert_array_equal(s.ebsd_quaternions, merged.ebsd_quaternions)
+
+
+def test_samples_from_the_object_store_merge_as_they_are(result):
+    """Ray hands samples out read-only: merging them warns of nothing, writes nothing into them
+    and gives what a writable copy gives."""
+    s = result.sections[0]
+    section = result.observation.section(s.index, result.codec)
+    frozen = s.samples.copy()
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        merged = merge_section(section, frozen, result.codec, "multimodal", seed=3)
+    np.testing.assert_array_equal(frozen, s.samples)
+    again = merge_section(section, s.samples.copy(), result.codec, "multimodal", seed=3)
+    np.testing.assert_array_equal(merged.boundary, again.boundary)
+    np.testing.assert_array_equal(merged.ebsd_quaternions, again.ebsd_quaternions)
 
 
 def test_a_grain_tolerance_that_is_no_angle_is_refused(result, models):
