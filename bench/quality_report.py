@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -37,6 +36,7 @@ from ebsdray.data.symmetry import disorientation_deg
 from ebsdray.experiments.volumes import REAL, TEST_VOLUMES, held_out_volume
 from ebsdray.figures import ebsd_rgb
 from ebsdray.metrics import grain_boundaries
+from ebsdray.precision import cpu_name
 
 SETTINGS = [  # name, EBSD fraction, PL noise, corruptions
     ("EBSD 1", 1.0, 0.05, {}),
@@ -158,7 +158,7 @@ def main() -> None:
     report: dict = {
         "budget": budget.to_dict(),
         "precision": "fp32",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_name(),
         "threads": a.threads,
         "rows": [],
     }
@@ -212,7 +212,8 @@ def markdown(report: dict) -> str:
     lines = [
         f"Budget: {s['name']}, K = {b['samples']}, N = {s['steps']}, warm start t = "
         f"{s['warm_start_t']}, guidance EBSD {s['ebsd_guidance']} / PL {s['pl_guidance']}; "
-        f"fp32, {report['threads']} threads; {report['seconds'] / 60:.0f} min in all"
+        f"fp32, {report['threads']} threads on {report['cpu']}; "
+        f"{report['seconds'] / 60:.0f} min in all"
         + (
             f" (rows of {', '.join(report['rerun']['data'])} rerun with "
             f"{report['rerun']['threads']} thread(s): {report['rerun']['seconds'] / 60:.0f} min)."

@@ -28,6 +28,7 @@ __all__ = [
     "Precision",
     "apply_deterministic_settings",
     "cpu_has_native_bf16",
+    "cpu_name",
     "network_autocast",
     "resolve_precision",
 ]
@@ -37,6 +38,19 @@ Precision = Literal["fp32", "bf16"]
 
 # x86 CPU flags (Linux /proc/cpuinfo names) of instructions that compute in bf16 natively.
 _NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_name() -> str:
+    """This CPU's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows: reports
+    name it beside their times, since one precision's speed differs several-fold between CPUs."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 @functools.cache

@@ -13,7 +13,6 @@ claim (:mod:`ebsdray.experiments.claims`). A section whose data the sweep's size
 from __future__ import annotations
 
 import datetime as dt
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from ebsdray.experiments.sections import (
     uncertainty_section,
 )
 from ebsdray.experiments.stats import UNIT, fraction_label
+from ebsdray.precision import cpu_name
 
 SCREENSHOT = "mlflow_sweep.png"
 
@@ -41,16 +41,6 @@ SCREENSHOT = "mlflow_sweep.png"
 
 def _seconds(ctx: Ctx) -> float:
     return sum(float(r.get("info", {}).get("seconds", 0.0)) for r in ctx.records)
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _block(name: str, block: dict[str, Any]) -> str:
@@ -83,7 +73,7 @@ def header(ctx: Ctx) -> list[str]:
         f"{dt.date.today().isoformat()}: {len(ctx.records)} configurations "
         f"taking {_seconds(ctx) / 60:.1f} min of sampling and aggregation in all, as measured "
         f"when each was computed ({len(s['computed'])} in this invocation, which took "
-        f"{s['wall_seconds'] / 60:.1f} min; {len(s['skipped'])} from earlier records); {_cpu()}, "
+        f"{s['wall_seconds'] / 60:.1f} min; {len(s['skipped'])} from earlier records); {cpu_name()}, "
         f"torch threads {torch.get_num_threads()}, precision {c['precision']}.",
         "",
         "- Test sets (units = volume x section x seed): "
