@@ -225,8 +225,6 @@ def markdown(report: dict) -> str:
         "Sobel | PL model | PL PSNR (dB) | observed PL | s / sample | FPS-SMC s / sample |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    if "timings" in report:  # where the times came from, when not from this run
-        lines[1:1] = ["", f"Times: {report['timings']}"]
     for r in report["rows"]:
         lines.append(
             f"| {r['data']} | {r['setting']} | {fmt(r.get('disorientation_mean_deg'))} | "
