@@ -40,17 +40,22 @@ Precision = Literal["fp32", "bf16"]
 _NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
-def cpu_name() -> str:
-    """This CPU's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows: reports
-    name it beside their times, since one precision's speed differs several-fold between CPUs."""
+def _cpuinfo(field: str) -> str | None:
+    """The first value of ``field`` in Linux ``/proc/cpuinfo``; None where it cannot be read."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(field):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def cpu_name() -> str:
+    """This CPU's model name (Linux ``/proc/cpuinfo``), else what ``platform`` knows: reports
+    name it beside their times, since one precision's speed differs several-fold between CPUs."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 @functools.cache
@@ -62,14 +67,7 @@ def cpu_has_native_bf16() -> bool:
     """
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return bool(_NATIVE_BF16_FLAGS & set(line.split(":", 1)[1].split()))
-    except OSError:
-        pass
-    return False
+    return bool(_NATIVE_BF16_FLAGS & set((_cpuinfo("flags") or "").split()))
 
 
 def resolve_precision(precision: str, device: torch.device | str = "cpu") -> Precision:

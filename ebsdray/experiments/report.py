@@ -73,8 +73,8 @@ def header(ctx: Ctx) -> list[str]:
         f"{dt.date.today().isoformat()}: {len(ctx.records)} configurations "
         f"taking {_seconds(ctx) / 60:.1f} min of sampling and aggregation in all, as measured "
         f"when each was computed ({len(s['computed'])} in this invocation, which took "
-        f"{s['wall_seconds'] / 60:.1f} min; {len(s['skipped'])} from earlier records); {cpu_name()}, "
-        f"torch threads {torch.get_num_threads()}, precision {c['precision']}.",
+        f"{s['wall_seconds'] / 60:.1f} min; {len(s['skipped'])} from earlier records); "
+        f"{cpu_name()}, torch threads {torch.get_num_threads()}, precision {c['precision']}.",
         "",
         "- Test sets (units = volume x section x seed): "
         + ", ".join(f"{g} {n}" for g, n in units.items())
