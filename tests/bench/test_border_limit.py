@@ -55,3 +55,20 @@ def test_the_straight_border_observer_is_sure_where_every_line_agrees_and_mostly
     assert np.isnan(
         border_limit.own_side_probability(mixed, other, between[:2].astype(float))
     ).all()
+
+
+def test_an_observer_given_more_pixels_places_the_border_at_least_as_surely():
+    y, x = np.mgrid[:32, :32]
+    ids = np.where(x - 0.37 * y - 9.3 > 0, 2, 1)
+    observed = (y % 2 == 0) & (x % 2 == 0)
+    between = border_limit.between_pixels(ids, observed)[::2]  # the blind ones
+    i, j, other = (np.array(v) for v in zip(*between, strict=True))
+    assert (ids[i, j] != other).all()  # (i, j, other): the pixel is of its own grain
+    given = np.ones_like(observed)
+    given[i, j] = False  # every pixel but the blind ones
+    line = border_limit.line_probabilities(ids, ids, observed, between)
+    known = border_limit.line_probabilities(ids, ids, observed, between, support=given)
+    sure_line, sure_known = (line == 0) | (line == 1), (known == 0) | (known == 1)
+    assert sure_known.sum() > sure_line.sum() and (sure_known | ~sure_line).all()
+    assert (known[sure_known] == 1).all()  # certain only on the true side
+    assert (known > 0.5).sum() >= (line > 0.5).sum()
