@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/border_limit.py                   # test volumes 7101, 7102 (10 s)
     .venv/bin/python bench/border_limit.py --volumes validation
-    .venv/bin/python bench/border_limit.py --sections 16 --reconstruct   # 7102 beside it (25 min)
+    .venv/bin/python bench/border_limit.py --sections 16 --reconstruct   # 7102 beside it (30 min)
 
 The issue's target "1/4 within 1.15x of full EBSD" asks a 1/4 grid (every other pixel in both
 directions) to place borders as well as a full map. Where two neighbouring grains differ in the
@@ -25,7 +25,7 @@ to place the blind pixels:
   given (all but the blind ones), not only their observations: more than any reconstruction
   knows, since the PL does not show the border between A and B.
 
-It prints, per section, the boundary Chamfer of full EBSD (the merged truth) and of both
+It prints, per section, the boundary Chamfer of full EBSD (the merged truth) and of the
 observers (mean over ``--draws`` coin draws), and their ratios. ``--reconstruct`` adds the
 default reconstruction (fp32, the quality report's observations) at 1/4 and full EBSD on the same
 sections of the macrozone volume, the one with borders under the tolerance; otherwise nothing is
@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("--sections", type=int, default=2, help="64 x 64 sections per volume")
     parser.add_argument(
         "--reconstruct", action="store_true", help="the default reconstruction of synthetic_7102 "
-        "at 1/4 and full EBSD beside the observers (about 50 s per section on 2 cores)"
+        "at 1/4 and full EBSD beside the observers (about 2 min per section on 2 cores)"
     )  # fmt: skip
     args = parser.parse_args()
     model = ebsdray.load_model("multimodal")
